@@ -422,3 +422,141 @@ impl TryFrom<v1::Snapshot> for model::Snapshot {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn snapshot() -> model::Snapshot {
+        model::Snapshot {
+            node: model::NodeSample {
+                node_name: "node-a".into(),
+                timestamp_unix_ns: 1_700_000_000_000_000_000,
+                boot_time_unix_s: 1_699_000_000,
+                cpu_count: 8,
+                cpu_total_ns: 123_456_789_000,
+                cpu_idle_ns: 100_000_000_000,
+                memory_total_bytes: 32 << 30,
+                memory_available_bytes: 20 << 30,
+                load1: 1.5,
+                load5: 1.25,
+                load15: 1.0,
+                pressure: Some(model::Pressure {
+                    cpu: Some(model::PressureStats {
+                        some_total_us: 5,
+                        full_total_us: None,
+                    }),
+                    memory: None,
+                    io: Some(model::PressureStats {
+                        some_total_us: 7,
+                        full_total_us: Some(3),
+                    }),
+                }),
+                cgroup_layout: model::CgroupLayout::Hybrid,
+            },
+            containers: vec![model::ContainerSample {
+                identity: model::CgroupIdentity {
+                    cgroup_path: "/kubepods/burstable/podabc/0123".into(),
+                    runtime: model::Runtime::Containerd,
+                    container_id: Some("0123".repeat(16)),
+                    pod_uid: Some("abc".into()),
+                    qos: Some(model::QosClass::Burstable),
+                    unit: None,
+                },
+                timestamp_unix_ns: 1_700_000_000_000_000_001,
+                stats: model::CgroupStats {
+                    cpu: Some(model::CpuStats {
+                        usage_ns: 10,
+                        user_ns: Some(6),
+                        system_ns: Some(4),
+                        periods: 100,
+                        throttled_periods: 3,
+                        throttled_ns: 9_000,
+                        limit_millicores: Some(1500),
+                        shares: Some(1024),
+                    }),
+                    memory: Some(model::MemoryStats {
+                        usage_bytes: 100,
+                        working_set_bytes: 80,
+                        rss_bytes: 60,
+                        cache_bytes: 40,
+                        swap_bytes: None,
+                        limit_bytes: Some(256),
+                        peak_bytes: 120,
+                        peak_source: model::PeakSource::KernelReset,
+                        oom_kills: 2,
+                    }),
+                    io: Some(model::IoStats {
+                        read_bytes: 1,
+                        write_bytes: 2,
+                        read_ops: 3,
+                        write_ops: 4,
+                    }),
+                    pids: Some(model::PidsStats {
+                        current: 5,
+                        limit: None,
+                    }),
+                    pressure: None,
+                },
+                netns_inode: Some(4_026_532_000),
+            }],
+            networks: vec![model::NetworkSample {
+                netns_inode: 4_026_532_000,
+                rx_bytes: 9,
+                ..Default::default()
+            }],
+            malformed_skips: 1,
+            vanished: 2,
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_protobuf_bytes() {
+        let original = snapshot();
+        let bytes = v1::Snapshot::from(original.clone()).encode_to_vec();
+        let decoded = v1::Snapshot::decode(bytes.as_slice()).expect("decodes");
+        let back = model::Snapshot::try_from(decoded).expect("converts");
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn garbage_bytes_are_a_decode_error_not_a_panic() {
+        for garbage in [&b"\xff\xff\xff\xff"[..], b"\x0a\x05abc", b"\x12"] {
+            assert!(v1::Snapshot::decode(garbage).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_enum_values_and_missing_fields_are_typed_errors() {
+        let mut wire = v1::Snapshot::from(snapshot());
+        wire.containers[0]
+            .identity
+            .as_mut()
+            .expect("identity")
+            .runtime = 99;
+        assert_eq!(
+            model::Snapshot::try_from(wire).expect_err("unknown runtime"),
+            WireError::UnknownEnum {
+                field: "runtime",
+                value: 99
+            }
+        );
+        let mut wire = v1::Snapshot::from(snapshot());
+        wire.node = None;
+        assert_eq!(
+            model::Snapshot::try_from(wire).expect_err("no node"),
+            WireError::Missing("node")
+        );
+    }
+
+    #[test]
+    fn descriptor_set_is_embedded_for_reflection() {
+        let package = b"upid.v1";
+        assert!(
+            FILE_DESCRIPTOR_SET
+                .windows(package.len())
+                .any(|w| w == package)
+        );
+    }
+}

@@ -1,1 +1,167 @@
-//! (in progress)
+//! One tick: discover the node's container cgroups, read each one, read the
+//! node and every container network namespace once, and return a
+//! [`Snapshot`].
+//!
+//! The sampler keeps one [`CgroupReader`] per cgroup across ticks (open
+//! files, peak-reset state) and forgets readers of cgroups that are gone.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use upid::model::{ContainerSample, Snapshot};
+
+use crate::cgroup::Hierarchies;
+use crate::cgroup::discover::{self, DiscoverError};
+use crate::cgroup::identity::CgroupGlob;
+use crate::cgroup::mountinfo::{self, LayoutError};
+use crate::cgroup::reader::{CgroupReader, ReadError, ReaderOptions};
+use crate::host::HostRoot;
+use crate::netns::{NetRead, NetnsReader};
+use crate::node::{NodeError, NodeReader};
+use crate::skips::Skips;
+
+/// How the sampler is set up.
+#[derive(Debug, Clone, Default)]
+pub struct SamplerConfig {
+    /// Where the host's `/proc` and `/sys/fs/cgroup` are.
+    pub host_root: HostRoot,
+    /// Name to report for this node (hostname when `None`).
+    pub node_name: Option<String>,
+    /// Extra cgroups to sample, by glob over their paths.
+    pub globs: Vec<CgroupGlob>,
+    /// Reader behaviour (peak resets).
+    pub reader: ReaderOptions,
+}
+
+/// Why a tick (or the sampler) failed as a whole. Per-container problems
+/// never fail a tick: they are counted skips.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    /// The cgroup layout could not be found.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The cgroup hierarchy could not be walked.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The node's `/proc` could not be read.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// Samples one node, tick after tick.
+#[derive(Debug)]
+pub struct Sampler {
+    hierarchies: Hierarchies,
+    globs: Vec<CgroupGlob>,
+    reader_options: ReaderOptions,
+    readers: HashMap<String, CgroupReader>,
+    node: NodeReader,
+    netns: NetnsReader,
+    skips: Skips,
+    buf: Vec<u8>,
+}
+
+impl Sampler {
+    /// Detects the cgroup layout of the host and prepares to sample it.
+    pub fn new(config: SamplerConfig) -> Result<Self, SamplerError> {
+        let hierarchies = mountinfo::detect(&config.host_root)?;
+        Ok(Self::with_hierarchies(config, hierarchies))
+    }
+
+    /// Prepares to sample the given hierarchies (tests and benchmarks use
+    /// this to point the sampler at a tree of their own).
+    pub fn with_hierarchies(config: SamplerConfig, hierarchies: Hierarchies) -> Self {
+        let node = NodeReader::new(&config.host_root, config.node_name, hierarchies.layout);
+        let netns = NetnsReader::new(config.host_root.proc());
+        Sampler {
+            hierarchies,
+            globs: config.globs,
+            reader_options: config.reader,
+            readers: HashMap::new(),
+            node,
+            netns,
+            skips: Skips::default(),
+            buf: Vec::with_capacity(8192),
+        }
+    }
+
+    /// The hierarchies being sampled.
+    pub fn hierarchies(&self) -> &Hierarchies {
+        &self.hierarchies
+    }
+
+    /// The node name reported.
+    pub fn node_name(&self) -> &str {
+        self.node.node_name()
+    }
+
+    /// Takes one snapshot of the node and every discovered cgroup.
+    pub fn sample(&mut self) -> Result<Snapshot, SamplerError> {
+        let identities = discover::discover(&self.hierarchies, &self.globs)?;
+        let now_ns = unix_now_ns();
+        let node = self.node.read(now_ns, &mut self.skips)?;
+
+        let live: HashSet<&str> = identities.iter().map(|i| i.cgroup_path.as_str()).collect();
+        self.readers.retain(|path, _| live.contains(path.as_str()));
+
+        let mut containers = Vec::with_capacity(identities.len());
+        let mut networks = Vec::new();
+        let mut netns_seen: HashSet<u64> = HashSet::new();
+        for identity in identities {
+            let reader = self
+                .readers
+                .entry(identity.cgroup_path.clone())
+                .or_insert_with(|| {
+                    CgroupReader::new(
+                        &self.hierarchies,
+                        &identity.cgroup_path,
+                        &self.reader_options,
+                    )
+                });
+            let stats = match reader.read(&mut self.buf, &mut self.skips) {
+                Ok(stats) => stats,
+                Err(ReadError::Vanished) => {
+                    self.skips.vanished(&identity.cgroup_path);
+                    continue;
+                }
+            };
+            let timestamp_unix_ns = unix_now_ns();
+            let pid = reader.first_pid(&mut self.buf);
+            let netns_inode =
+                pid.and_then(|pid| self.netns.netns_of(pid).map(|inode| (pid, inode)));
+            if let Some((pid, inode)) = netns_inode
+                && netns_seen.insert(inode)
+            {
+                match self.netns.read(pid, inode, &mut self.buf) {
+                    NetRead::Sample(n) => networks.push(n),
+                    NetRead::Gone => {
+                        netns_seen.remove(&inode);
+                    }
+                    NetRead::Malformed(path, e) => self.skips.malformed(&path, &e.to_string()),
+                }
+            }
+            containers.push(ContainerSample {
+                identity,
+                timestamp_unix_ns,
+                stats,
+                netns_inode: netns_inode.map(|(_, inode)| inode),
+            });
+        }
+        let (malformed_skips, vanished) = self.skips.take();
+        Ok(Snapshot {
+            node,
+            containers,
+            networks,
+            malformed_skips,
+            vanished,
+        })
+    }
+}
+
+/// Wall-clock now as Unix nanoseconds (0 if the clock is before 1970).
+pub fn unix_now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
