@@ -168,7 +168,9 @@ fn parse_line(line: &str) -> Option<Option<CgroupMount>> {
     if major.parse::<u32>().is_err() || minor.parse::<u32>().is_err() {
         return None;
     }
-    if !root.starts_with('/') || !mount_point.starts_with('/') {
+    // The root is a path for filesystems, but e.g. `net:[4026532184]` for
+    // the nsfs bind mounts Docker keeps under /run/docker/netns: both valid.
+    if root.is_empty() || !mount_point.starts_with('/') {
         return None;
     }
     // Optional fields (`shared:1`, `master:2`, ...) until the lone `-`.
@@ -388,6 +390,16 @@ mod tests {
         let file = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(file.path(), text).expect("write fixture");
         file
+    }
+
+    #[test]
+    fn nsfs_bind_mounts_are_well_formed_not_malformed() {
+        // Docker keeps each container's network namespace bind-mounted like this.
+        let text = "89 27 0:4 net:[4026532184] /run/docker/netns/b583a2fd38bd rw - nsfs nsfs rw\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        let parsed = parse_mountinfo_counted(text).expect("parses");
+        assert_eq!(parsed.malformed, 0);
+        assert_eq!(parsed.mounts.len(), 1);
     }
 
     #[test]
