@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use prost::Message;
 
 const PROTO_ROOT: &str = "proto";
-const PROTO_FILES: &[&str] = &["upid/v1/samples.proto", "upid/v1/agent.proto", "upid/v1/query.proto"];
+const PROTO_FILES: &[&str] = &[
+    "upid/v1/samples.proto",
+    "upid/v1/agent.proto",
+    "upid/v1/query.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for file in PROTO_FILES {

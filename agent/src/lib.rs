@@ -19,3 +19,4 @@ pub mod rate;
 pub mod render;
 pub mod sampler;
 pub mod skips;
+pub mod spool;

@@ -168,8 +168,9 @@ fn parse_line(line: &str) -> Option<Option<CgroupMount>> {
     if major.parse::<u32>().is_err() || minor.parse::<u32>().is_err() {
         return None;
     }
-    // The root is a path for filesystems, but e.g. `net:[4026532184]` for
-    // the nsfs bind mounts Docker keeps under /run/docker/netns: both valid.
+    // The root is a path for most filesystems, but e.g. `net:[4026532184]`
+    // for the nsfs bind mounts Docker keeps under /run/docker/netns: valid
+    // lines, just not cgroup ones (checked below).
     if root.is_empty() || !mount_point.starts_with('/') {
         return None;
     }
@@ -186,6 +187,10 @@ fn parse_line(line: &str) -> Option<Option<CgroupMount>> {
         "cgroup2" => CgroupVersion::V2,
         _ => return Some(None),
     };
+    // A cgroup mount's root is always a path inside the hierarchy.
+    if !root.starts_with('/') {
+        return None;
+    }
     let controllers = match version {
         CgroupVersion::V1 => super_options
             .split(',')
