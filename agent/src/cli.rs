@@ -14,6 +14,7 @@ use crate::host::HostRoot;
 use crate::rate;
 use crate::render::{self, Format};
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::ship::{CollectorEndpoint, ShipperConfig, ship};
 
 /// upid node agent: measures what every container on this node really uses.
 #[derive(Debug, Parser)]
@@ -56,6 +57,9 @@ pub struct SamplingArgs {
 /// The agent's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Sample every tick and ship to the collector; unacknowledged batches
+    /// wait in a bounded disk spool and survive restarts.
+    Run(RunArgs),
     /// Print snapshots of the node and every container cgroup, counters as
     /// read (cumulative).
     Sample {
@@ -82,6 +86,42 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
+}
+
+/// Options of `upid-agent run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Collector URL (`http://host:port`, or `https://` for TLS).
+    #[arg(long, env = "UPID_COLLECTOR")]
+    pub collector: String,
+    /// File holding this agent's bearer token.
+    #[arg(long, env = "UPID_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle that signed the collector's certificate.
+    #[arg(long, env = "UPID_CA")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (with --client-key) for collectors that require one.
+    #[arg(long, env = "UPID_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of --client-cert.
+    #[arg(long, env = "UPID_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+    /// Server name to verify when it differs from the URL's host.
+    #[arg(long, env = "UPID_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+    /// Time between samples (1 s at the least).
+    #[arg(long, env = "UPID_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Directory of the disk spool (unacknowledged batches, agent id).
+    #[arg(long, env = "UPID_SPOOL_DIR", default_value = "/var/lib/upid/spool")]
+    pub spool_dir: PathBuf,
+    /// Spool size limit in MiB; when full, the oldest batches are dropped
+    /// and counted.
+    #[arg(long, env = "UPID_SPOOL_MAX_MIB", default_value_t = 256)]
+    pub spool_max_mib: u64,
+    /// Batches sent but not yet acknowledged, at most.
+    #[arg(long, env = "UPID_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
 }
 
 impl SamplingArgs {
@@ -111,8 +151,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         format!("finding the cgroup hierarchies under host root {host_root:?} (is /sys/fs/cgroup mounted? inside a container, mount the host's / at --host-root)")
     })?;
     tracing::info!(layout = ?sampler.hierarchies().layout, node = sampler.node_name(), "sampler ready");
+    if let Command::Run(args) = cli.command {
+        return run_agent(sampler, args);
+    }
     let mut stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Run(_) => Ok(()),
         Command::Sample {
             once,
             interval,
@@ -160,6 +204,131 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 shown += 1;
             }
             Ok(())
+        }
+    }
+}
+
+/// `upid-agent run`: sample every tick on a blocking thread, ship through the
+/// spool, stop cleanly on SIGINT or SIGTERM.
+fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
+    if args.interval < Duration::from_secs(1) {
+        bail!("--interval must be at least 1s");
+    }
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let spool_config = crate::spool::SpoolConfig {
+        max_bytes: args.spool_max_mib.saturating_mul(1024 * 1024),
+        ..Default::default()
+    };
+    let (spool, report) = crate::spool::Spool::open(&args.spool_dir, spool_config)
+        .with_context(|| format!("opening the spool at {}", args.spool_dir.display()))?;
+    if !report.is_clean() {
+        tracing::warn!(
+            ?report,
+            "the spool was damaged; what could be saved was kept, the rest is counted"
+        );
+    }
+    let config = ShipperConfig {
+        endpoint: CollectorEndpoint {
+            url: args.collector.clone(),
+            token,
+            ca_pem: args.ca.clone(),
+            client_cert_pem: args.client_cert.clone(),
+            client_key_pem: args.client_key.clone(),
+            tls_domain: args.tls_domain.clone(),
+            max_message_bytes: 64 * 1024 * 1024,
+        },
+        max_in_flight: args.max_in_flight.max(1),
+        backoff_initial: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(30),
+        handshake_timeout: Duration::from_secs(10),
+    };
+    let node_name = sampler.node_name().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(4);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let sampling = tokio::spawn(sample_every(
+            sampler,
+            args.interval,
+            snap_tx,
+            stop_rx.clone(),
+        ));
+        let shipping = tokio::spawn(ship(spool, config, node_name, snap_rx, stop_rx));
+        wait_for_stop_signal().await;
+        tracing::info!("stopping: finishing in-flight batches");
+        let _ = stop_tx.send(true);
+        let _ = sampling.await;
+        let stats = shipping.await.context("shipper task")??;
+        tracing::info!(?stats, "stopped");
+        Ok(())
+    })
+}
+
+async fn sample_every(
+    sampler: Sampler,
+    interval: Duration,
+    tx: tokio::sync::mpsc::Sender<upid::model::Snapshot>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sampler = Some(sampler);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(s) = sampler.take() else { return };
+        let (s, result) = match tokio::task::spawn_blocking(move || {
+            let mut s = s;
+            let r = s.sample();
+            (s, r)
+        })
+        .await
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(error = %e, "sampling thread failed");
+                return;
+            }
+        };
+        sampler = Some(s);
+        match result {
+            Ok(snapshot) => {
+                if tx.send(snapshot).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "sampling failed this tick"),
+        }
+    }
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

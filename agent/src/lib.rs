@@ -18,5 +18,6 @@ pub mod node;
 pub mod rate;
 pub mod render;
 pub mod sampler;
+pub mod ship;
 pub mod skips;
 pub mod spool;

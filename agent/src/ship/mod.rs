@@ -1,0 +1,327 @@
+//! Shipping snapshots to the collector without losing any.
+//!
+//! Every snapshot becomes a `upid.v1.Batch` with the next sequence number
+//! and is written to the [`Spool`] **before** it is sent. One long-lived
+//! bidirectional stream carries batches out and cumulative acks back; an ack
+//! deletes what it covers from the spool. When the stream breaks, the agent
+//! reconnects with [`Backoff`] and replays everything unacknowledged, in
+//! order, a window at a time. The collector ignores sequence numbers it
+//! already stored, so a replay never doubles a sample.
+
+pub mod backoff;
+pub mod connect;
+
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use upid::model::Snapshot;
+use upid::wire::v1::{self, agent_message, collector_message};
+
+pub use backoff::Backoff;
+pub use connect::{CollectorEndpoint, ConnectError};
+
+use crate::spool::{Spool, SpoolError};
+
+/// How the shipper behaves.
+#[derive(Debug, Clone)]
+pub struct ShipperConfig {
+    /// The collector.
+    pub endpoint: CollectorEndpoint,
+    /// Batches sent but not yet acknowledged, at most.
+    pub max_in_flight: usize,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// How long to wait for the collector's Welcome after connecting.
+    pub handshake_timeout: Duration,
+}
+
+/// What the shipper did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipStats {
+    /// Batches spooled.
+    pub spooled: u64,
+    /// Batch sends (first sends and replays).
+    pub sent: u64,
+    /// Highest sequence number acknowledged.
+    pub acked_seq: u64,
+    /// Connections established.
+    pub connections: u64,
+    /// Batches that could not be written to the spool (disk full, I/O
+    /// error); they were sent from memory when connected, else lost.
+    pub spool_write_failures: u64,
+}
+
+/// A connected stream.
+struct Conn {
+    tx: mpsc::Sender<v1::AgentMessage>,
+    inbound: Streaming<v1::CollectorMessage>,
+    /// Highest seq handed to this stream.
+    sent_up_to: u64,
+}
+
+/// Why shipping stopped for good (connection problems never stop it).
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The endpoint settings are invalid (bad URL, unreadable certificate).
+    #[error(transparent)]
+    Config(#[from] ConnectError),
+}
+
+/// Ships snapshots from `snapshots` through `spool` to the collector until
+/// `shutdown` turns true or the snapshot channel closes; returns what it
+/// did. Connection failures are retried forever with backoff.
+pub async fn ship(
+    mut spool: Spool,
+    config: ShipperConfig,
+    node_name: String,
+    mut snapshots: mpsc::Receiver<Snapshot>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<ShipStats, ShipError> {
+    // Reject bad settings up front instead of retrying them forever.
+    config.endpoint.endpoint()?;
+    let mut stats = ShipStats {
+        acked_seq: spool.acked_seq(),
+        ..ShipStats::default()
+    };
+    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let mut conn: Option<Conn> = None;
+    let mut retry_at = tokio::time::Instant::now();
+    loop {
+        if conn.is_none() && tokio::time::Instant::now() >= retry_at {
+            match open(&config, &mut spool, &node_name).await {
+                Ok(c) => {
+                    tracing::info!(url = %config.endpoint.url, resume_after = c.sent_up_to, "connected to the collector");
+                    stats.connections += 1;
+                    stats.acked_seq = spool.acked_seq();
+                    backoff.reset();
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, pending = spool.pending_batches(), "collector unreachable; batches wait in the spool");
+                    retry_at = tokio::time::Instant::now() + delay;
+                }
+            }
+        }
+        if let Some(c) = &mut conn
+            && let Err(e) = fill_window(c, &mut spool, config.max_in_flight, &mut stats).await
+        {
+            tracing::warn!(error = %e, "stream to the collector broke while sending");
+            conn = None;
+            retry_at = tokio::time::Instant::now() + backoff.next_delay();
+        }
+
+        tokio::select! {
+            snapshot = snapshots.recv() => {
+                let Some(snapshot) = snapshot else { break };
+                spool_snapshot(&mut spool, &node_name, snapshot, &mut conn, &mut stats).await;
+            }
+            msg = next_message(&mut conn) => match msg {
+                Ok(v1::CollectorMessage { msg: Some(collector_message::Msg::Ack(ack)) }) => {
+                    if let Err(e) = spool.ack(ack.seq) {
+                        tracing::error!(error = %e, seq = ack.seq, "collector acknowledged a batch this agent never sent; reconnecting");
+                        conn = None;
+                    } else {
+                        stats.acked_seq = stats.acked_seq.max(ack.seq);
+                    }
+                }
+                Ok(other) => tracing::debug!(?other, "ignoring unexpected collector message"),
+                Err(status) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(code = ?status.code(), message = status.message(), retry_in = ?delay, "stream to the collector ended");
+                    conn = None;
+                    retry_at = tokio::time::Instant::now() + delay;
+                }
+            },
+            _ = tokio::time::sleep_until(retry_at), if conn.is_none() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Give in-flight acks a moment so a clean stop does not replay needlessly.
+    if let Some(c) = &mut conn {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while spool.acked_seq() < c.sent_up_to {
+            match tokio::time::timeout_at(deadline, c.inbound.message()).await {
+                Ok(Ok(Some(v1::CollectorMessage {
+                    msg: Some(collector_message::Msg::Ack(ack)),
+                }))) => {
+                    if spool.ack(ack.seq).is_ok() {
+                        stats.acked_seq = stats.acked_seq.max(ack.seq);
+                    }
+                }
+                Ok(Ok(Some(_))) => {}
+                _ => break,
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Connects, says hello, waits for the welcome and drops from the spool
+/// what the collector already has.
+async fn open(config: &ShipperConfig, spool: &mut Spool, node_name: &str) -> Result<Conn, String> {
+    let mut client = config.endpoint.connect().await.map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(config.max_in_flight.max(1) + 2);
+    let hello = v1::AgentMessage {
+        msg: Some(agent_message::Msg::Hello(v1::Hello {
+            agent_id: spool.agent_id().to_string(),
+            node_name: node_name.to_string(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            sent_unix_ns: crate::sampler::unix_now_ns(),
+        })),
+    };
+    tx.send(hello)
+        .await
+        .map_err(|_| "stream closed before hello".to_string())?;
+    let mut inbound = client
+        .stream(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let first = tokio::time::timeout(config.handshake_timeout, inbound.message())
+        .await
+        .map_err(|_| "no welcome from the collector in time".to_string())?
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+    let Some(v1::CollectorMessage {
+        msg: Some(collector_message::Msg::Welcome(welcome)),
+    }) = first
+    else {
+        return Err(format!("expected a welcome, got {first:?}"));
+    };
+    let last_assigned = spool.next_seq().saturating_sub(1);
+    if welcome.last_stored_seq > last_assigned {
+        tracing::error!(
+            stored = welcome.last_stored_seq,
+            last_assigned,
+            "the collector holds newer batches of this agent id than this spool ever made (spool replaced?); its batches would be ignored as duplicates"
+        );
+    } else if welcome.last_stored_seq > spool.acked_seq() {
+        spool
+            .ack(welcome.last_stored_seq)
+            .map_err(|e| e.to_string())?;
+    }
+    let skew_ns = crate::sampler::unix_now_ns() - welcome.server_unix_ns;
+    if skew_ns.unsigned_abs() > 5_000_000_000 {
+        tracing::warn!(
+            skew_ms = skew_ns / 1_000_000,
+            "this node's clock differs from the collector's by more than 5 s"
+        );
+    }
+    Ok(Conn {
+        tx,
+        inbound,
+        sent_up_to: spool.acked_seq(),
+    })
+}
+
+/// Sends spooled batches after `sent_up_to` while fewer than `window` are
+/// unacknowledged.
+async fn fill_window(
+    c: &mut Conn,
+    spool: &mut Spool,
+    window: usize,
+    stats: &mut ShipStats,
+) -> Result<(), String> {
+    let last = spool.next_seq().saturating_sub(1);
+    let in_flight = c.sent_up_to.saturating_sub(spool.acked_seq());
+    let room = (window as u64).saturating_sub(in_flight);
+    if room == 0 || c.sent_up_to >= last {
+        return Ok(());
+    }
+    let mut to_send = Vec::new();
+    for record in spool.replay_from(c.sent_up_to + 1).take(room as usize) {
+        match record {
+            Ok(r) => to_send.push(r),
+            Err(e) => {
+                // Counted and reported by the spool; skip past it.
+                tracing::warn!(error = %e, "unreadable spooled batch skipped");
+            }
+        }
+    }
+    for r in to_send {
+        let batch = v1::Batch::decode(r.payload.as_slice())
+            .map_err(|e| format!("spooled batch {} undecodable: {e}", r.seq))?;
+        c.tx.send(v1::AgentMessage {
+            msg: Some(agent_message::Msg::Batch(batch)),
+        })
+        .await
+        .map_err(|_| "stream closed".to_string())?;
+        c.sent_up_to = r.seq;
+        stats.sent += 1;
+    }
+    Ok(())
+}
+
+/// Encodes the snapshot as the next batch and spools it; if the spool cannot
+/// take it, sends it from memory when connected.
+async fn spool_snapshot(
+    spool: &mut Spool,
+    node_name: &str,
+    snapshot: Snapshot,
+    conn: &mut Option<Conn>,
+    stats: &mut ShipStats,
+) {
+    let seq = spool.next_seq();
+    let batch = v1::Batch {
+        agent_id: spool.agent_id().to_string(),
+        node_name: node_name.to_string(),
+        seq,
+        snapshot: Some(snapshot.into()),
+        spool: Some(v1::SpoolStats {
+            dropped_batches_total: spool.dropped_total().batches,
+            dropped_bytes_total: spool.dropped_total().bytes,
+            pending_batches: spool.pending_batches(),
+            pending_bytes: spool.pending_bytes(),
+        }),
+    };
+    let bytes = batch.encode_to_vec();
+    match spool.append(&bytes) {
+        Ok(appended) => {
+            debug_assert_eq!(appended.seq, seq);
+            stats.spooled += 1;
+        }
+        Err(e) => {
+            stats.spool_write_failures += 1;
+            log_spool_failure(&e);
+            // Not replayable; deliver it now if we can.
+            if let Some(c) = conn
+                && c.sent_up_to + 1 == seq
+                && c.tx
+                    .send(v1::AgentMessage {
+                        msg: Some(agent_message::Msg::Batch(batch)),
+                    })
+                    .await
+                    .is_ok()
+            {
+                c.sent_up_to = seq;
+                stats.sent += 1;
+            }
+        }
+    }
+}
+
+fn log_spool_failure(e: &SpoolError) {
+    if e.is_disk_full() {
+        tracing::error!(error = %e, "spool disk full: this batch is not protected against loss");
+    } else {
+        tracing::error!(error = %e, "cannot write the spool: this batch is not protected against loss");
+    }
+}
+
+async fn next_message(conn: &mut Option<Conn>) -> Result<v1::CollectorMessage, tonic::Status> {
+    match conn {
+        Some(c) => match c.inbound.message().await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(tonic::Status::unavailable(
+                "the collector closed the stream",
+            )),
+            Err(s) => Err(s),
+        },
+        None => std::future::pending().await,
+    }
+}
