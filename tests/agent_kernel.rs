@@ -45,6 +45,26 @@ fn host_mounts() -> (Hierarchies, Vec<PathBuf>) {
     (h, mounts)
 }
 
+/// One stress-ng worker busy half of the time: a known 0.5-core load.
+const HALF_CORE_LOAD: &[&str] = &[
+    "--cpu",
+    "1",
+    "--cpu-load",
+    "50",
+    "--timeout",
+    "60s",
+    "--quiet",
+];
+
+/// A fresh test cgroup named for `what` in every hierarchy the agent reads.
+fn test_cgroup(what: &str) -> (Hierarchies, String, TestCgroup) {
+    let (h, mounts) = host_mounts();
+    let name = test_name(what);
+    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
+    let cg = TestCgroup::create(&name, &refs);
+    (h, name, cg)
+}
+
 fn sampler(h: &Hierarchies, name: &str) -> Sampler {
     let config = SamplerConfig {
         globs: vec![CgroupGlob::new(&format!("/{name}")).expect("glob")],
@@ -168,23 +188,9 @@ fn kernel_half_core_load_reads_half_a_core() {
     if prerequisites_missing() {
         return;
     }
-    let (h, mounts) = host_mounts();
-    let name = test_name("cpu");
-    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
-    let mut cg = TestCgroup::create(&name, &refs);
+    let (h, name, mut cg) = test_cgroup("cpu");
     prioritise_cpu(&h, &cg);
-    cg.spawn(
-        "stress-ng",
-        &[
-            "--cpu",
-            "1",
-            "--cpu-load",
-            "50",
-            "--timeout",
-            "60s",
-            "--quiet",
-        ],
-    );
+    cg.spawn("stress-ng", HALF_CORE_LOAD);
     let mut s = sampler(&h, &name);
     wait_for_tasks(&mut s, &cg.path, 2);
     let (cores, _) = measure_cores_checked(&mut s, &cg.path, &cg.dirs[0]);
@@ -199,10 +205,7 @@ fn kernel_256_mib_resident_reads_256_mib_working_set() {
     if prerequisites_missing() {
         return;
     }
-    let (h, mounts) = host_mounts();
-    let name = test_name("mem");
-    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
-    let mut cg = TestCgroup::create(&name, &refs);
+    let (h, name, mut cg) = test_cgroup("mem");
     cg.spawn(
         "stress-ng",
         &[
@@ -263,10 +266,7 @@ fn kernel_memory_limit_below_allocation_shows_oom_kill() {
     if prerequisites_missing() {
         return;
     }
-    let (h, mounts) = host_mounts();
-    let name = test_name("oom");
-    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
-    let mut cg = TestCgroup::create(&name, &refs);
+    let (h, name, mut cg) = test_cgroup("oom");
     set_memory_limit(&h, &cg, 64 * MIB);
     cg.spawn(
         "stress-ng",
@@ -304,10 +304,7 @@ fn kernel_cpu_quota_below_load_shows_throttling() {
     if prerequisites_missing() {
         return;
     }
-    let (h, mounts) = host_mounts();
-    let name = test_name("throttle");
-    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
-    let mut cg = TestCgroup::create(&name, &refs);
+    let (h, name, mut cg) = test_cgroup("throttle");
     set_cpu_quota(&h, &cg, 20_000, 100_000);
     cg.spawn("stress-ng", &["--cpu", "1", "--timeout", "60s", "--quiet"]);
     let mut s = sampler(&h, &name);
@@ -352,18 +349,7 @@ fn kernel_v2_cpu_and_pressure_from_the_unified_hierarchy() {
     };
     let name = test_name("v2");
     let mut cg = TestCgroup::create(&name, &[&unified]);
-    cg.spawn(
-        "stress-ng",
-        &[
-            "--cpu",
-            "1",
-            "--cpu-load",
-            "50",
-            "--timeout",
-            "60s",
-            "--quiet",
-        ],
-    );
+    cg.spawn("stress-ng", HALF_CORE_LOAD);
     let mut s = sampler(&v2, &name);
     wait_for(
         Duration::from_secs(10),

@@ -48,13 +48,31 @@ pub enum SamplerError {
     Node(#[from] NodeError),
 }
 
+/// Ticks between re-checks of a cgroup's network namespace. A container's
+/// namespace is fixed for its life (a restart makes a new cgroup), so it is
+/// looked up on first sight and then only re-checked now and then (a
+/// systemd service restarted with `PrivateNetwork=` gets a new one), or at
+/// once when the process it was found through is gone.
+const NETNS_RECHECK_TICKS: u32 = 30;
+
+/// One sampled cgroup's reader and its cached network namespace.
+#[derive(Debug)]
+struct Tracked {
+    reader: CgroupReader,
+    /// `(pid, netns inode)` found last, `None` when in the host's namespace
+    /// or not known yet.
+    netns: Option<(u32, u64)>,
+    /// Ticks since the namespace was last looked up (`u32::MAX`: never).
+    netns_age: u32,
+}
+
 /// Samples one node, tick after tick.
 #[derive(Debug)]
 pub struct Sampler {
     hierarchies: Hierarchies,
     globs: Vec<CgroupGlob>,
     reader_options: ReaderOptions,
-    readers: HashMap<String, CgroupReader>,
+    tracked: HashMap<String, Tracked>,
     node: NodeReader,
     netns: NetnsReader,
     skips: Skips,
@@ -77,7 +95,7 @@ impl Sampler {
             hierarchies,
             globs: config.globs,
             reader_options: config.reader,
-            readers: HashMap::new(),
+            tracked: HashMap::new(),
             node,
             netns,
             skips: Skips::default(),
@@ -102,23 +120,25 @@ impl Sampler {
         let node = self.node.read(now_ns, &mut self.skips)?;
 
         let live: HashSet<&str> = identities.iter().map(|i| i.cgroup_path.as_str()).collect();
-        self.readers.retain(|path, _| live.contains(path.as_str()));
+        self.tracked.retain(|path, _| live.contains(path.as_str()));
 
         let mut containers = Vec::with_capacity(identities.len());
         let mut networks = Vec::new();
         let mut netns_seen: HashSet<u64> = HashSet::new();
         for identity in identities {
-            let reader = self
-                .readers
+            let tracked = self
+                .tracked
                 .entry(identity.cgroup_path.clone())
-                .or_insert_with(|| {
-                    CgroupReader::new(
+                .or_insert_with(|| Tracked {
+                    reader: CgroupReader::new(
                         &self.hierarchies,
                         &identity.cgroup_path,
                         &self.reader_options,
-                    )
+                    ),
+                    netns: None,
+                    netns_age: u32::MAX,
                 });
-            let stats = match reader.read(&mut self.buf, &mut self.skips) {
+            let stats = match tracked.reader.read(&mut self.buf, &mut self.skips) {
                 Ok(stats) => stats,
                 Err(ReadError::Vanished) => {
                     self.skips.vanished(&identity.cgroup_path);
@@ -126,20 +146,33 @@ impl Sampler {
                 }
             };
             let timestamp_unix_ns = unix_now_ns();
-            let pid = reader.first_pid(&mut self.buf);
-            let netns_inode =
-                pid.and_then(|pid| self.netns.netns_of(pid).map(|inode| (pid, inode)));
-            if let Some((pid, inode)) = netns_inode
+            if tracked.netns_age >= NETNS_RECHECK_TICKS {
+                match tracked.reader.first_pid(&mut self.buf) {
+                    Some(pid) => {
+                        tracked.netns = self.netns.netns_of(pid).map(|inode| (pid, inode));
+                        tracked.netns_age = 0;
+                    }
+                    // No process yet (or any more): look again next tick.
+                    None => tracked.netns = None,
+                }
+            } else {
+                tracked.netns_age += 1;
+            }
+            if let Some((pid, inode)) = tracked.netns
                 && netns_seen.insert(inode)
             {
                 match self.netns.read(pid, inode, &mut self.buf) {
                     NetRead::Sample(n) => networks.push(n),
                     NetRead::Gone => {
+                        // The process we knew is gone: look again next tick.
                         netns_seen.remove(&inode);
+                        tracked.netns = None;
+                        tracked.netns_age = u32::MAX;
                     }
                     NetRead::Malformed(path, e) => self.skips.malformed(&path, &e.to_string()),
                 }
             }
+            let netns_inode = tracked.netns;
             containers.push(ContainerSample {
                 identity,
                 timestamp_unix_ns,

@@ -1,1 +1,72 @@
-fn main() {}
+//! `upid-bench`: benchmarks that measure upid's performance goals on real
+//! kernels and real peers; results are recorded in `bench/RESULTS.md`.
+//!
+//! Each benchmark is a subcommand with its own module; this file only
+//! parses arguments, installs the Ctrl-C handler and prints the result.
+
+#![forbid(unsafe_code)]
+
+mod agent;
+mod agent_proc;
+mod agent_tick;
+mod cgroups;
+mod child;
+mod exporter;
+mod file_costs;
+mod interrupt;
+mod machine;
+mod procstat;
+mod report;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::interrupt::Interrupt;
+
+/// upid benchmarks (run as root, in release mode).
+#[derive(Debug, Parser)]
+#[command(name = "upid-bench", version, about)]
+struct Cli {
+    /// Which benchmark to run.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Issue #2: agent CPU per container per tick, CPU share and memory,
+    /// with real cgroups, compared with prometheus-node-exporter.
+    Agent(agent::AgentArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let interrupt = match Interrupt::install() {
+        Ok(interrupt) => interrupt,
+        Err(e) => {
+            eprintln!("upid-bench: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match &cli.command {
+        Command::Agent(args) => agent::run(args, &interrupt).map(|report| {
+            if args.json {
+                eprint!("{}", report.summary());
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.summary());
+            }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if Interrupt::is_interruption(&e) => ExitCode::from(interrupt::EXIT_INTERRUPTED),
+        Err(e) => {
+            eprintln!("upid-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

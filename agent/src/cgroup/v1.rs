@@ -95,14 +95,14 @@ impl V1Reader {
         });
         let cpu = dir("cpu").map(|d| CpuCtl {
             stat: CgroupFile::new(&d, "cpu.stat"),
-            quota: CgroupFile::new(&d, "cpu.cfs_quota_us"),
-            period: CgroupFile::new(&d, "cpu.cfs_period_us"),
-            shares: CgroupFile::new(&d, "cpu.shares"),
+            quota: CgroupFile::settings(&d, "cpu.cfs_quota_us"),
+            period: CgroupFile::settings(&d, "cpu.cfs_period_us"),
+            shares: CgroupFile::settings(&d, "cpu.shares"),
         });
         let memory = dir("memory").map(|d| Memory {
             usage: CgroupFile::new(&d, "memory.usage_in_bytes"),
             stat: CgroupFile::new(&d, "memory.stat"),
-            limit: CgroupFile::new(&d, "memory.limit_in_bytes"),
+            limit: CgroupFile::settings(&d, "memory.limit_in_bytes"),
             max_usage: CgroupFile::with_access(&d, "memory.max_usage_in_bytes", Access::ReadWrite),
             peak_mode: PeakMode::initial(reset_peaks),
             oom_control: CgroupFile::new(&d, "memory.oom_control"),

@@ -106,7 +106,7 @@ impl PidsFiles {
     pub fn new(dir: &Path) -> Self {
         PidsFiles {
             current: CgroupFile::new(dir, "pids.current"),
-            max: CgroupFile::new(dir, "pids.max"),
+            max: CgroupFile::settings(dir, "pids.max"),
         }
     }
 
@@ -212,11 +212,11 @@ impl V2Reader {
     pub fn new(dir: PathBuf, reset_peaks: bool) -> Self {
         V2Reader {
             cpu_stat: CgroupFile::new(&dir, "cpu.stat"),
-            cpu_max: CgroupFile::new(&dir, "cpu.max"),
-            cpu_weight: CgroupFile::new(&dir, "cpu.weight"),
+            cpu_max: CgroupFile::settings(&dir, "cpu.max"),
+            cpu_weight: CgroupFile::settings(&dir, "cpu.weight"),
             memory_current: CgroupFile::new(&dir, "memory.current"),
             memory_stat: CgroupFile::new(&dir, "memory.stat"),
-            memory_max: CgroupFile::new(&dir, "memory.max"),
+            memory_max: CgroupFile::settings(&dir, "memory.max"),
             memory_swap: CgroupFile::new(&dir, "memory.swap.current"),
             memory_events: CgroupFile::new(&dir, "memory.events"),
             memory_peak: CgroupFile::with_access(&dir, "memory.peak", Access::ReadWrite),
