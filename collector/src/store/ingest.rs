@@ -1,0 +1,704 @@
+//! Exactly-once ingest: a slice of batches, one transaction, acknowledged
+//! only after COMMIT.
+//!
+//! For each batch of the slice, in order:
+//! 1. validate it (outside any transaction, so a bad batch is answered
+//!    [`IngestOutcome::Rejected`] without failing the others of the group);
+//! 2. skip it as [`IngestOutcome::Duplicate`] if its `(agent_id, seq)` is in
+//!    the `batches` ledger or earlier in the same slice;
+//! 3. otherwise append its ledger row and samples with DuckDB Appenders and
+//!    fold it into the dimension rows (see [`super::dims`]).
+//!
+//! Then every Appender is flushed explicitly and its error checked (an error
+//! in the implicit flush on drop would be lost, and DuckDB then happily
+//! commits a transaction without those rows), the dimensions are upserted,
+//! and the transaction commits. Appender rows go into the connection's open
+//! transaction, so any error before COMMIT rolls back the whole slice: the
+//! agents replay it and nothing is half-stored.
+
+use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+
+use duckdb::{Connection, params};
+use upid::wire::v1::{
+    Batch, CgroupIdentity, ContainerSample, Hello, NetworkSample, NodeSample, Snapshot,
+};
+
+use super::dims::{AgentRow, ContainerRow, DimChanges, Dims, NodeRow};
+use super::schema::names;
+use super::{Store, StoreError, unix_now_ns};
+
+/// What became of one batch of an ingest slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored and committed: safe to acknowledge.
+    Stored {
+        /// Container samples stored.
+        container_samples: usize,
+        /// Network samples stored.
+        network_samples: usize,
+    },
+    /// Its `(agent_id, seq)` was already stored: nothing written, still safe
+    /// to acknowledge.
+    Duplicate,
+    /// Malformed: not stored; the agent must not expect an ack for it.
+    Rejected(RejectReason),
+}
+
+/// Why a batch was rejected (the agent sent something that cannot be stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// `agent_id` is empty.
+    #[error("agent_id is empty")]
+    EmptyAgentId,
+    /// `seq` is 0; sequence numbers start at 1.
+    #[error("seq is 0; sequence numbers start at 1")]
+    ZeroSeq,
+    /// `node_name` is empty.
+    #[error("node_name is empty")]
+    EmptyNodeName,
+    /// `snapshot` is absent.
+    #[error("snapshot is missing")]
+    MissingSnapshot,
+    /// `snapshot.node` is absent.
+    #[error("snapshot.node is missing")]
+    MissingNodeSample,
+    /// The batch and its node sample name different nodes.
+    #[error("node_name {batch:?} differs from snapshot.node.node_name {snapshot:?}")]
+    NodeNameMismatch {
+        /// `Batch.node_name`.
+        batch: String,
+        /// `Snapshot.node.node_name`.
+        snapshot: String,
+    },
+    /// The node sample's timestamp is not after the Unix epoch.
+    #[error("snapshot.node.timestamp_unix_ns {0} is not after the Unix epoch")]
+    NodeTimestamp(i64),
+    /// A container sample has no identity.
+    #[error("snapshot.containers[{index}] has no identity")]
+    ContainerWithoutIdentity {
+        /// Index in `Snapshot.containers`.
+        index: usize,
+    },
+    /// A container sample has an empty cgroup path.
+    #[error("snapshot.containers[{index}] has an empty cgroup_path")]
+    EmptyCgroupPath {
+        /// Index in `Snapshot.containers`.
+        index: usize,
+    },
+    /// A container sample's timestamp is not after the Unix epoch.
+    #[error("snapshot.containers[{index}].timestamp_unix_ns {ts} is not after the Unix epoch")]
+    ContainerTimestamp {
+        /// Index in `Snapshot.containers`.
+        index: usize,
+        /// The timestamp received.
+        ts: i64,
+    },
+}
+
+/// The parts of a batch validation guarantees.
+struct Valid<'a> {
+    batch: &'a Batch,
+    snapshot: &'a Snapshot,
+    node: &'a NodeSample,
+}
+
+fn validate(batch: &Batch) -> Result<Valid<'_>, RejectReason> {
+    if batch.agent_id.is_empty() {
+        return Err(RejectReason::EmptyAgentId);
+    }
+    if batch.seq == 0 {
+        return Err(RejectReason::ZeroSeq);
+    }
+    if batch.node_name.is_empty() {
+        return Err(RejectReason::EmptyNodeName);
+    }
+    let snapshot = batch
+        .snapshot
+        .as_ref()
+        .ok_or(RejectReason::MissingSnapshot)?;
+    let node = snapshot
+        .node
+        .as_ref()
+        .ok_or(RejectReason::MissingNodeSample)?;
+    if !node.node_name.is_empty() && node.node_name != batch.node_name {
+        return Err(RejectReason::NodeNameMismatch {
+            batch: batch.node_name.clone(),
+            snapshot: node.node_name.clone(),
+        });
+    }
+    if node.timestamp_unix_ns <= 0 {
+        return Err(RejectReason::NodeTimestamp(node.timestamp_unix_ns));
+    }
+    for (index, c) in snapshot.containers.iter().enumerate() {
+        let identity = c
+            .identity
+            .as_ref()
+            .ok_or(RejectReason::ContainerWithoutIdentity { index })?;
+        if identity.cgroup_path.is_empty() {
+            return Err(RejectReason::EmptyCgroupPath { index });
+        }
+        if c.timestamp_unix_ns <= 0 {
+            return Err(RejectReason::ContainerTimestamp {
+                index,
+                ts: c.timestamp_unix_ns,
+            });
+        }
+    }
+    Ok(Valid {
+        batch,
+        snapshot,
+        node,
+    })
+}
+
+/// The key of a container in `containers`: its full id when it has one, else
+/// `<node>:<cgroup_path>` (services and glob matches have no id).
+pub(crate) fn container_key(node_name: &str, container_id: &str, cgroup_path: &str) -> String {
+    if container_id.is_empty() {
+        format!("{node_name}:{cgroup_path}")
+    } else {
+        container_id.to_owned()
+    }
+}
+
+impl Store {
+    /// Stores `batches` in one transaction, stamped with the collector's
+    /// clock; see [`Store::ingest_at`].
+    pub fn ingest(&mut self, batches: &[Batch]) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.ingest_at(batches, unix_now_ns())
+    }
+
+    /// Stores `batches` in one transaction (group commit) and returns one
+    /// outcome per batch, in order.
+    ///
+    /// `Ok` means every [`IngestOutcome::Stored`] batch is committed, so it
+    /// (and every `Duplicate`) may be acknowledged. `Err` means nothing of the
+    /// slice was stored. `received_unix_ns` is the collector's clock, recorded
+    /// in the ledger and as the agents' last-seen time.
+    pub fn ingest_at(
+        &mut self,
+        batches: &[Batch],
+        received_unix_ns: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut accepted = Vec::new();
+        let mut in_slice: HashSet<(&str, u64)> = HashSet::new();
+        for batch in batches {
+            let valid = match validate(batch) {
+                Ok(v) => v,
+                Err(reason) => {
+                    outcomes.push(IngestOutcome::Rejected(reason));
+                    continue;
+                }
+            };
+            if !in_slice.insert((batch.agent_id.as_str(), batch.seq))
+                || is_stored(&self.conn, &self.dims, &batch.agent_id, batch.seq)?
+            {
+                outcomes.push(IngestOutcome::Duplicate);
+                continue;
+            }
+            // Replaced below once stored.
+            outcomes.push(IngestOutcome::Duplicate);
+            accepted.push((outcomes.len() - 1, valid));
+        }
+        if accepted.is_empty() {
+            return Ok(outcomes);
+        }
+
+        let mut changes = self.dims.begin();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Ingest {
+                step: "begin",
+                source,
+            })?;
+        let written = append_all(&tx, &self.dims, &mut changes, &accepted, received_unix_ns)
+            .and_then(|counts| changes.write(&tx, &self.dims).map(|()| counts));
+        let counts = match written {
+            Ok(counts) => counts,
+            Err(e) => {
+                if let Err(rollback) = tx.rollback() {
+                    tracing::warn!(error = %rollback, "rollback after a failed ingest");
+                }
+                return Err(e);
+            }
+        };
+        tx.commit().map_err(|source| StoreError::Commit {
+            batches: accepted.len(),
+            source,
+        })?;
+        self.dims.apply(changes);
+        for ((index, _), (container_samples, network_samples)) in accepted.iter().zip(counts) {
+            outcomes[*index] = IngestOutcome::Stored {
+                container_samples,
+                network_samples,
+            };
+        }
+        Ok(outcomes)
+    }
+
+    /// Records an agent's hello (version, clock skew against
+    /// `received_unix_ns`) and returns its last stored seq for the Welcome.
+    pub fn record_hello(
+        &mut self,
+        hello: &Hello,
+        received_unix_ns: i64,
+    ) -> Result<u64, StoreError> {
+        if hello.agent_id.is_empty() {
+            return Err(StoreError::HelloWithoutAgentId);
+        }
+        let mut changes = self.dims.begin();
+        let agent = changes.agent(&self.dims, &hello.agent_id, || {
+            AgentRow::new(&hello.agent_id, &hello.node_name, received_unix_ns)
+        });
+        if !hello.agent_version.is_empty() {
+            agent.agent_version = Some(hello.agent_version.clone());
+        }
+        if !hello.node_name.is_empty() {
+            agent.node_name.clone_from(&hello.node_name);
+        }
+        if hello.sent_unix_ns > 0 {
+            agent.clock_skew_ns = Some(hello.sent_unix_ns.saturating_sub(received_unix_ns));
+        }
+        agent.last_seen_unix_ns = agent.last_seen_unix_ns.max(received_unix_ns);
+        let last_seq = agent.last_seq;
+
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Ingest {
+                step: "begin hello",
+                source,
+            })?;
+        changes.write(&tx, &self.dims)?;
+        tx.commit()
+            .map_err(|source| StoreError::Commit { batches: 0, source })?;
+        self.dims.apply(changes);
+        Ok(last_seq)
+    }
+}
+
+/// Whether `(agent_id, seq)` is in the ledger. Anything above the agent's
+/// highest stored seq is new without asking DuckDB (the common case).
+fn is_stored(conn: &Connection, dims: &Dims, agent_id: &str, seq: u64) -> Result<bool, StoreError> {
+    if seq > dims.last_seq(agent_id) {
+        return Ok(false);
+    }
+    let found: Option<i32> = conn
+        .prepare_cached("SELECT 1 FROM batches WHERE agent_id = ? AND seq = ?")
+        .and_then(|mut stmt| {
+            let mut rows = stmt.query(params![agent_id, seq])?;
+            rows.next()?.map(|r| r.get(0)).transpose()
+        })
+        .map_err(|source| StoreError::Ingest {
+            step: "look up the ledger",
+            source,
+        })?;
+    Ok(found.is_some())
+}
+
+/// Appends every accepted batch and flushes; returns (container, network)
+/// sample counts per batch.
+fn append_all(
+    conn: &Connection,
+    dims: &Dims,
+    changes: &mut DimChanges,
+    accepted: &[(usize, Valid<'_>)],
+    received_unix_ns: i64,
+) -> Result<Vec<(usize, usize)>, StoreError> {
+    let appender = |table: &'static str| {
+        conn.appender(table)
+            .map_err(|source| StoreError::Append { table, source })
+    };
+    let mut ledger = appender("batches")?;
+    let mut nodes = appender("node_samples")?;
+    let mut containers = appender("container_samples")?;
+    let mut networks = appender("network_samples")?;
+    let mut counts = Vec::with_capacity(accepted.len());
+
+    for (_, v) in accepted {
+        let b = v.batch;
+        let tick = v.node.timestamp_unix_ns;
+        ledger
+            .append_row(params![
+                b.agent_id,
+                b.seq,
+                received_unix_ns,
+                b.node_name,
+                tick,
+                u32::try_from(v.snapshot.containers.len()).unwrap_or(u32::MAX),
+                u32::try_from(v.snapshot.networks.len()).unwrap_or(u32::MAX),
+                v.snapshot.malformed_skips,
+                v.snapshot.vanished,
+            ])
+            .map_err(|source| StoreError::Append {
+                table: "batches",
+                source,
+            })?;
+        append_node(&mut nodes, v.node).map_err(|source| StoreError::Append {
+            table: "node_samples",
+            source,
+        })?;
+        for c in &v.snapshot.containers {
+            // validate() rejected batches holding a sample without identity.
+            let Some(identity) = c.identity.as_ref() else {
+                continue;
+            };
+            let sk = fold_container(dims, changes, &b.node_name, tick, identity, c)?;
+            append_container(&mut containers, sk, c).map_err(|source| StoreError::Append {
+                table: "container_samples",
+                source,
+            })?;
+        }
+        for n in &v.snapshot.networks {
+            append_network(&mut networks, &b.node_name, tick, n).map_err(|source| {
+                StoreError::Append {
+                    table: "network_samples",
+                    source,
+                }
+            })?;
+        }
+        fold_agent_and_node(dims, changes, v, received_unix_ns);
+        counts.push((v.snapshot.containers.len(), v.snapshot.networks.len()));
+    }
+
+    // Explicit flushes: their errors (constraint violations, I/O) must fail
+    // the transaction, not vanish in Drop.
+    for (table, app) in [
+        ("batches", &mut ledger),
+        ("node_samples", &mut nodes),
+        ("container_samples", &mut containers),
+        ("network_samples", &mut networks),
+    ] {
+        app.flush()
+            .map_err(|source| StoreError::Append { table, source })?;
+    }
+    Ok(counts)
+}
+
+fn append_node(app: &mut duckdb::Appender<'_>, n: &NodeSample) -> duckdb::Result<()> {
+    let psi = n.pressure.as_ref();
+    let cpu = psi.and_then(|p| p.cpu.as_ref());
+    let mem = psi.and_then(|p| p.memory.as_ref());
+    let io = psi.and_then(|p| p.io.as_ref());
+    app.append_row(params![
+        n.node_name,
+        n.timestamp_unix_ns,
+        n.boot_time_unix_s,
+        n.cpu_count,
+        n.cpu_total_ns,
+        n.cpu_idle_ns,
+        n.memory_total_bytes,
+        n.memory_available_bytes,
+        n.load1,
+        n.load5,
+        n.load15,
+        cpu.map(|s| s.some_total_us),
+        cpu.and_then(|s| s.full_total_us),
+        mem.map(|s| s.some_total_us),
+        mem.and_then(|s| s.full_total_us),
+        io.map(|s| s.some_total_us),
+        io.and_then(|s| s.full_total_us),
+    ])
+}
+
+fn append_container(
+    app: &mut duckdb::Appender<'_>,
+    sk: u32,
+    c: &ContainerSample,
+) -> duckdb::Result<()> {
+    let cpu = c.cpu.as_ref();
+    let mem = c.memory.as_ref();
+    let io = c.io.as_ref();
+    let pids = c.pids.as_ref();
+    let psi = c.pressure.as_ref();
+    let psi_cpu = psi.and_then(|p| p.cpu.as_ref());
+    let psi_mem = psi.and_then(|p| p.memory.as_ref());
+    let psi_io = psi.and_then(|p| p.io.as_ref());
+    app.append_row(params![
+        sk,
+        c.timestamp_unix_ns,
+        cpu.map(|x| x.usage_ns),
+        cpu.and_then(|x| x.user_ns),
+        cpu.and_then(|x| x.system_ns),
+        cpu.map(|x| x.periods),
+        cpu.map(|x| x.throttled_periods),
+        cpu.map(|x| x.throttled_ns),
+        cpu.and_then(|x| x.limit_millicores),
+        cpu.and_then(|x| x.shares),
+        mem.map(|x| x.usage_bytes),
+        mem.map(|x| x.working_set_bytes),
+        mem.map(|x| x.rss_bytes),
+        mem.map(|x| x.cache_bytes),
+        mem.and_then(|x| x.swap_bytes),
+        mem.and_then(|x| x.limit_bytes),
+        mem.map(|x| x.peak_bytes),
+        mem.and_then(|x| names::peak_source(x.peak_source)),
+        mem.map(|x| x.oom_kills),
+        io.map(|x| x.read_bytes),
+        io.map(|x| x.write_bytes),
+        io.map(|x| x.read_ops),
+        io.map(|x| x.write_ops),
+        pids.map(|x| x.current),
+        pids.and_then(|x| x.limit),
+        psi_cpu.map(|s| s.some_total_us),
+        psi_cpu.and_then(|s| s.full_total_us),
+        psi_mem.map(|s| s.some_total_us),
+        psi_mem.and_then(|s| s.full_total_us),
+        psi_io.map(|s| s.some_total_us),
+        psi_io.and_then(|s| s.full_total_us),
+        c.netns_inode,
+    ])
+}
+
+fn append_network(
+    app: &mut duckdb::Appender<'_>,
+    node_name: &str,
+    tick_unix_ns: i64,
+    n: &NetworkSample,
+) -> duckdb::Result<()> {
+    app.append_row(params![
+        node_name,
+        n.netns_inode,
+        tick_unix_ns,
+        n.rx_bytes,
+        n.tx_bytes,
+        n.rx_packets,
+        n.tx_packets,
+        n.rx_dropped,
+        n.tx_dropped,
+    ])
+}
+
+fn allocate_sk(next_sk: &mut u32) -> Result<u32, StoreError> {
+    let sk = *next_sk;
+    *next_sk = sk
+        .checked_add(1)
+        .ok_or(StoreError::ContainerKeysExhausted)?;
+    Ok(sk)
+}
+
+fn set_if_changed(slot: &mut Option<String>, value: Option<&str>) {
+    if slot.as_deref() != value {
+        *slot = value.map(str::to_owned);
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// Folds one container sample into its dimension row; returns its
+/// surrogate key (a new one for a container never seen).
+fn fold_container(
+    dims: &Dims,
+    changes: &mut DimChanges,
+    node_name: &str,
+    tick_unix_ns: i64,
+    identity: &CgroupIdentity,
+    c: &ContainerSample,
+) -> Result<u32, StoreError> {
+    let key = container_key(node_name, &identity.container_id, &identity.cgroup_path);
+    let ts = c.timestamp_unix_ns;
+    let row = match changes.containers.entry(key) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let row = match dims.containers.get(e.key()) {
+                Some(committed) => committed.clone(),
+                None => ContainerRow {
+                    container_key: e.key().clone(),
+                    container_sk: allocate_sk(&mut changes.next_sk)?,
+                    node_name: node_name.to_owned(),
+                    cgroup_path: identity.cgroup_path.clone(),
+                    runtime: names::runtime(identity.runtime).map(str::to_owned),
+                    container_id: non_empty(&identity.container_id).map(str::to_owned),
+                    pod_uid: non_empty(&identity.pod_uid).map(str::to_owned),
+                    qos: names::qos(identity.qos).map(str::to_owned),
+                    unit: non_empty(&identity.unit).map(str::to_owned),
+                    first_seen_unix_ns: ts,
+                    last_seen_unix_ns: ts,
+                    last_tick_unix_ns: tick_unix_ns,
+                    samples_stored: 0,
+                    cpu_limit_millicores: None,
+                    memory_limit_bytes: None,
+                    oom_kills_last: None,
+                    oom_kills_total: 0,
+                },
+            };
+            e.insert(row)
+        }
+    };
+    row.samples_stored += 1;
+    row.first_seen_unix_ns = row.first_seen_unix_ns.min(ts);
+    row.last_tick_unix_ns = row.last_tick_unix_ns.max(tick_unix_ns);
+    // Only the newest sample updates the latest facts; a late, older sample
+    // (replayed out of order) is stored but cannot be placed in the OOM sum.
+    if ts >= row.last_seen_unix_ns {
+        row.last_seen_unix_ns = ts;
+        if row.node_name != node_name {
+            row.node_name = node_name.to_owned();
+        }
+        if row.cgroup_path != identity.cgroup_path {
+            row.cgroup_path.clone_from(&identity.cgroup_path);
+        }
+        set_if_changed(&mut row.runtime, names::runtime(identity.runtime));
+        set_if_changed(&mut row.pod_uid, non_empty(&identity.pod_uid));
+        set_if_changed(&mut row.qos, names::qos(identity.qos));
+        set_if_changed(&mut row.unit, non_empty(&identity.unit));
+        row.cpu_limit_millicores = c.cpu.as_ref().and_then(|x| x.limit_millicores);
+        row.memory_limit_bytes = c.memory.as_ref().and_then(|x| x.limit_bytes);
+        if let Some(m) = c.memory.as_ref() {
+            let increase = match row.oom_kills_last {
+                Some(last) if m.oom_kills >= last => m.oom_kills - last,
+                // First sample, or the counter reset: the new value is what
+                // accumulated since the cgroup was (re)created.
+                _ => m.oom_kills,
+            };
+            row.oom_kills_total = row.oom_kills_total.saturating_add(increase);
+            row.oom_kills_last = Some(m.oom_kills);
+        }
+    }
+    Ok(row.container_sk)
+}
+
+fn fold_agent_and_node(
+    dims: &Dims,
+    changes: &mut DimChanges,
+    v: &Valid<'_>,
+    received_unix_ns: i64,
+) {
+    let b = v.batch;
+    let agent = changes.agent(dims, &b.agent_id, || {
+        AgentRow::new(&b.agent_id, &b.node_name, received_unix_ns)
+    });
+    agent.last_seen_unix_ns = agent.last_seen_unix_ns.max(received_unix_ns);
+    agent.batches_stored += 1;
+    agent.malformed_skips_total = agent
+        .malformed_skips_total
+        .saturating_add(v.snapshot.malformed_skips);
+    agent.vanished_total = agent.vanished_total.saturating_add(v.snapshot.vanished);
+    // Spool stats are cumulative on the agent: the highest seq has the news.
+    if b.seq > agent.last_seq {
+        agent.last_seq = b.seq;
+        if agent.node_name != b.node_name {
+            agent.node_name.clone_from(&b.node_name);
+        }
+        if let Some(s) = b.spool.as_ref() {
+            agent.spool_dropped_batches_total = s.dropped_batches_total;
+            agent.spool_dropped_bytes_total = s.dropped_bytes_total;
+            agent.spool_pending_batches = s.pending_batches;
+            agent.spool_pending_bytes = s.pending_bytes;
+        }
+    }
+
+    let n = v.node;
+    let tick = n.timestamp_unix_ns;
+    let layout = names::cgroup_layout(n.cgroup_layout);
+    let row =
+        match changes.nodes.entry(b.node_name.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(dims.nodes.get(&b.node_name).cloned().unwrap_or_else(
+                || NodeRow {
+                    node_name: b.node_name.clone(),
+                    agent_id: b.agent_id.clone(),
+                    cgroup_layout: layout.map(str::to_owned),
+                    cpu_count: n.cpu_count,
+                    memory_total_bytes: n.memory_total_bytes,
+                    boot_time_unix_s: n.boot_time_unix_s,
+                    first_seen_unix_ns: tick,
+                    last_seen_unix_ns: tick,
+                },
+            )),
+        };
+    row.first_seen_unix_ns = row.first_seen_unix_ns.min(tick);
+    if tick >= row.last_seen_unix_ns {
+        row.last_seen_unix_ns = tick;
+        if row.agent_id != b.agent_id {
+            row.agent_id.clone_from(&b.agent_id);
+        }
+        set_if_changed(&mut row.cgroup_layout, layout);
+        row.cpu_count = n.cpu_count;
+        row.memory_total_bytes = n.memory_total_bytes;
+        row.boot_time_unix_s = n.boot_time_unix_s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Batch {
+        Batch {
+            agent_id: "a".into(),
+            node_name: "n".into(),
+            seq: 1,
+            snapshot: Some(Snapshot {
+                node: Some(NodeSample {
+                    node_name: "n".into(),
+                    timestamp_unix_ns: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            spool: None,
+        }
+    }
+
+    #[test]
+    fn validation_names_what_is_wrong() {
+        assert!(validate(&batch()).is_ok());
+        type Mutation = Box<dyn Fn(&mut Batch)>;
+        let cases: Vec<(Mutation, RejectReason)> = vec![
+            (Box::new(|b| b.agent_id.clear()), RejectReason::EmptyAgentId),
+            (Box::new(|b| b.seq = 0), RejectReason::ZeroSeq),
+            (
+                Box::new(|b| b.node_name.clear()),
+                RejectReason::EmptyNodeName,
+            ),
+            (
+                Box::new(|b| b.snapshot = None),
+                RejectReason::MissingSnapshot,
+            ),
+            (
+                Box::new(|b| b.snapshot.as_mut().expect("snapshot").node = None),
+                RejectReason::MissingNodeSample,
+            ),
+            (
+                Box::new(|b| b.node_name = "m".into()),
+                RejectReason::NodeNameMismatch {
+                    batch: "m".into(),
+                    snapshot: "n".into(),
+                },
+            ),
+            (
+                Box::new(|b| {
+                    b.snapshot
+                        .as_mut()
+                        .expect("snapshot")
+                        .containers
+                        .push(ContainerSample {
+                            timestamp_unix_ns: 1,
+                            ..Default::default()
+                        })
+                }),
+                RejectReason::ContainerWithoutIdentity { index: 0 },
+            ),
+        ];
+        for (mutate, reason) in cases {
+            let mut b = batch();
+            mutate(&mut b);
+            assert_eq!(validate(&b).err(), Some(reason));
+        }
+    }
+
+    #[test]
+    fn container_key_prefers_the_container_id() {
+        assert_eq!(container_key("n", "abc", "/docker/abc"), "abc");
+        assert_eq!(
+            container_key("n", "", "/system.slice/x.service"),
+            "n:/system.slice/x.service"
+        );
+    }
+}

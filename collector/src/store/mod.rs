@@ -1,0 +1,286 @@
+//! The collector's DuckDB store: what agents sent, stored exactly once.
+//!
+//! - [`Store`] owns the write connection: [`Store::ingest`] stores a slice of
+//!   agents' [`Batch`](upid::wire::v1::Batch)es in one transaction (group
+//!   commit), skipping `(agent_id, seq)` pairs already stored.
+//! - [`Writer`] runs the one `Store` on a dedicated thread fed by a bounded
+//!   channel, so async code submits batches and is answered after COMMIT.
+//! - [`Reader`] is a separate connection for queries (rates derived in SQL);
+//!   it never waits for the writer.
+//!
+//! The schema is in [`schema`].
+
+mod dims;
+mod ingest;
+mod query;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use duckdb::Connection;
+
+pub use ingest::{IngestOutcome, RejectReason};
+pub use query::{
+    ContainerDetail, ContainerInfo, GONE_AFTER_NS, MAX_SERIES_POINTS, MIN_ID_PREFIX, NodeInfo,
+    QueryError, Rates, Reader, Series, StoredSample, TopEntry,
+};
+pub use writer::{Writer, WriterConfig, WriterError, WriterHandle, WriterStats};
+
+/// What went wrong opening or writing the store. Every variant names what
+/// failed; query-side errors are [`QueryError`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store's directory could not be created.
+    #[error("creating the store directory {path}: {source}")]
+    CreateDir {
+        /// Directory that could not be created.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file exists but is not a DuckDB database.
+    #[error(
+        "{path} exists but is not a DuckDB database file (corrupt, or another program's file): \
+         move it away or point the store at another path"
+    )]
+    NotADuckDbFile {
+        /// The offending file.
+        path: PathBuf,
+    },
+    /// The file could not be read to check what it is.
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// DuckDB refused to open the file (locked by another process, damaged, ...).
+    #[error("opening DuckDB store {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
+    /// Creating or checking the schema failed.
+    #[error("store schema, {step}: {source}")]
+    Schema {
+        /// The step that failed.
+        step: &'static str,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
+    /// The file was written by a build with another schema version.
+    #[error(
+        "store {path} has schema version {found}, this build supports {supported}: \
+         use a collector built for that version or start a new store"
+    )]
+    SchemaVersion {
+        /// The file.
+        path: String,
+        /// Version stored in the file.
+        found: i32,
+        /// Version this build writes.
+        supported: i32,
+    },
+    /// Loading the dimension tables into memory at open failed.
+    #[error("loading {table} at open: {source}")]
+    Load {
+        /// Table being loaded.
+        table: &'static str,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
+    /// A statement of the ingest transaction failed; nothing of the slice
+    /// was stored.
+    #[error("ingest, {step}: {source}")]
+    Ingest {
+        /// The step that failed.
+        step: &'static str,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
+    /// Appending to a table failed (a flush error surfaces here, never lost
+    /// on drop); nothing of the slice was stored.
+    #[error("appending to {table}: {source}")]
+    Append {
+        /// Table being appended to.
+        table: &'static str,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
+    /// COMMIT failed; nothing of the slice was stored.
+    #[error("commit of {batches} batches: {source}")]
+    Commit {
+        /// Batches in the failed transaction.
+        batches: usize,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
+    /// A hello without an agent id.
+    #[error("hello without agent_id")]
+    HelloWithoutAgentId,
+    /// More containers than the 32-bit surrogate key can number.
+    #[error("container surrogate keys exhausted")]
+    ContainerKeysExhausted,
+    /// `CHECKPOINT` failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(duckdb::Error),
+    /// Opening a second connection for reading failed.
+    #[error("opening a read connection: {0}")]
+    Clone(duckdb::Error),
+}
+
+/// The collector's DuckDB database, holding the one write connection.
+///
+/// Only one `Store` may write a file: run it inside a [`Writer`]. Queries go
+/// through [`Store::reader`].
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+    dims: dims::Dims,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Magic bytes of a DuckDB file, at offset 8 of its header.
+const DUCKDB_MAGIC: &[u8; 4] = b"DUCK";
+
+impl Store {
+    /// Opens (creating it and its parent directories if needed) the store at
+    /// `path`, creating missing tables.
+    ///
+    /// A file that exists but is not a DuckDB database is
+    /// [`StoreError::NotADuckDbFile`], naming the file; it is never
+    /// overwritten.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        check_is_duckdb_or_absent(&path)?;
+        let conn = Connection::open(&path).map_err(|source| {
+            if source
+                .to_string()
+                .contains("not a valid DuckDB database file")
+            {
+                StoreError::NotADuckDbFile { path: path.clone() }
+            } else {
+                StoreError::Open {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        Self::init(conn, Some(path))
+    }
+
+    /// Opens a fresh in-memory store (for unit tests; nothing persists).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        Self::init(conn, None)
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Store, StoreError> {
+        let shown = path
+            .as_deref()
+            .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+        schema::ensure(&mut conn, &shown, unix_now_ns())?;
+        let dims = dims::Dims::load(&conn)?;
+        Ok(Store { conn, path, dims })
+    }
+
+    /// The database file; `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// A read connection to the same database (sees what is committed).
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        let conn = self.conn.try_clone().map_err(StoreError::Clone)?;
+        Ok(Reader::new(conn, self.path.clone()))
+    }
+
+    /// Highest seq stored for `agent_id`, 0 when none: what `Welcome`
+    /// reports. Answered from memory (kept equal to the `agents` table).
+    pub fn last_stored_seq(&self, agent_id: &str) -> u64 {
+        self.dims.last_seq(agent_id)
+    }
+
+    /// Writes the WAL into the database file (`CHECKPOINT`).
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("CHECKPOINT")
+            .map_err(StoreError::Checkpoint)
+    }
+
+    /// Bytes on disk: the database file plus its WAL (0 in memory).
+    pub fn store_bytes(&self) -> u64 {
+        self.path.as_deref().map_or(0, store_bytes)
+    }
+}
+
+/// Refuses an existing file that does not carry DuckDB's magic bytes, before
+/// DuckDB gets to it.
+fn check_is_duckdb_or_absent(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut header = [0u8; 12];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(StoreError::ReadFile {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    if read < header.len() || &header[8..12] != DUCKDB_MAGIC {
+        return Err(StoreError::NotADuckDbFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Size of a DuckDB file plus its `.wal`, 0 for what does not exist.
+pub(crate) fn store_bytes(path: &Path) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push(".wal");
+    size(path) + size(Path::new(&wal))
+}
+
+/// The collector's clock, Unix ns (saturating far in the future, 0 before 1970).
+pub(crate) fn unix_now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,361 @@
+//! The DuckDB schema: created idempotently on open, versioned in
+//! `schema_version`.
+//!
+//! Conventions:
+//! - Timestamps are `BIGINT` nanoseconds since the Unix epoch, named
+//!   `*_unix_ns`. That is exactly what the agent sends (no rounding to the
+//!   microseconds of `TIMESTAMP`), costs 8 bytes and compresses like any
+//!   integer, has no time zone to get wrong, and makes deltas (`ts - prev_ts`)
+//!   plain integer arithmetic in rate queries.
+//! - Counters and gauges are `UBIGINT`, as the kernel reports them; units are
+//!   in the column names. Rate queries convert to `HUGEINT` before
+//!   subtracting (see [`COUNTER_DELTA_MACRO`]) because `UBIGINT` subtraction
+//!   overflows on a counter reset.
+//! - A column is `NULL` exactly where the model has `None`: the kernel or the
+//!   layout did not expose the value (never zero-filled).
+//! - Enums are stored as the names `upid::model` gives them (`docker`,
+//!   `Burstable`, `v2`, `kernel_reset`; see [`names`]), `NULL` when the agent
+//!   sent a value this build does not know, so a newer agent's batches are
+//!   still stored.
+//! - `container_samples` carries a dense integer `container_sk` instead of the
+//!   64-character container key: it is what every query filters on and it
+//!   compresses to a few bits per row; `containers` maps it back to the key.
+//!   The view `container_samples_named` joins the two for people and exports.
+
+use duckdb::Connection;
+use upid::model;
+use upid::wire::v1;
+
+use super::StoreError;
+
+/// Version of the schema this build creates and understands.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// `counter_delta(cur, prev)`: the increase of a cumulative counter between
+/// two samples, with counter resets handled as Prometheus `rate()` does.
+///
+/// When the counter went down (the cgroup was recreated, the node rebooted)
+/// the counter restarted from zero, so the new value *is* what accumulated
+/// since the restart: it is used as the delta. That is a lower bound of the
+/// true increase (whatever was used between the previous sample and the
+/// restart is lost), which is better than dropping the interval: dropping
+/// would lose the post-restart usage too and hide the restart's interval from
+/// sums such as OOM counts. `NULL` when either sample lacks the counter.
+pub const COUNTER_DELTA_MACRO: &str = "\
+CREATE OR REPLACE MACRO counter_delta(cur, prev) AS
+    CASE
+        WHEN cur IS NULL OR prev IS NULL THEN NULL
+        WHEN cur >= prev THEN cur::HUGEINT - prev::HUGEINT
+        ELSE cur::HUGEINT
+    END;";
+
+/// Every table, `IF NOT EXISTS` so that opening an existing store is a no-op.
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    version              INTEGER NOT NULL,
+    applied_unix_ns      BIGINT  NOT NULL
+);
+
+-- One row per agent. Written by the collector from batches and hellos.
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id                    VARCHAR PRIMARY KEY,
+    node_name                   VARCHAR NOT NULL,
+    -- From the agent's Hello; NULL until it said hello to this store.
+    agent_version               VARCHAR,
+    -- Highest seq stored (what Welcome.last_stored_seq reports).
+    last_seq                    UBIGINT NOT NULL,
+    -- Collector clock: first and last time a batch or hello arrived.
+    first_seen_unix_ns          BIGINT  NOT NULL,
+    last_seen_unix_ns           BIGINT  NOT NULL,
+    -- SpoolStats of the highest-seq batch (cumulative on the agent).
+    spool_dropped_batches_total UBIGINT NOT NULL,
+    spool_dropped_bytes_total   UBIGINT NOT NULL,
+    spool_pending_batches       UBIGINT NOT NULL,
+    spool_pending_bytes         UBIGINT NOT NULL,
+    -- The agent's clock minus the collector's at its last hello.
+    clock_skew_ns               BIGINT,
+    batches_stored              UBIGINT NOT NULL,
+    malformed_skips_total       UBIGINT NOT NULL,
+    vanished_total              UBIGINT NOT NULL
+);
+
+-- The exactly-once ledger: one row per stored batch.
+CREATE TABLE IF NOT EXISTS batches (
+    agent_id             VARCHAR NOT NULL,
+    seq                  UBIGINT NOT NULL,
+    -- Collector clock when the batch was stored.
+    received_unix_ns     BIGINT  NOT NULL,
+    node_name            VARCHAR NOT NULL,
+    -- The tick's node timestamp (agent clock).
+    tick_unix_ns         BIGINT  NOT NULL,
+    containers           UINTEGER NOT NULL,
+    networks             UINTEGER NOT NULL,
+    malformed_skips      UBIGINT NOT NULL,
+    vanished             UBIGINT NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+);
+
+-- One row per node: facts from its latest tick.
+CREATE TABLE IF NOT EXISTS nodes (
+    node_name            VARCHAR PRIMARY KEY,
+    -- The agent that reported the latest tick.
+    agent_id             VARCHAR NOT NULL,
+    cgroup_layout        VARCHAR,
+    cpu_count            UINTEGER NOT NULL,
+    memory_total_bytes   UBIGINT NOT NULL,
+    boot_time_unix_s     UBIGINT NOT NULL,
+    -- Agent clock: first and latest tick.
+    first_seen_unix_ns   BIGINT  NOT NULL,
+    last_seen_unix_ns    BIGINT  NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS node_samples (
+    node_name                 VARCHAR NOT NULL,
+    ts_unix_ns                BIGINT  NOT NULL,
+    boot_time_unix_s          UBIGINT NOT NULL,
+    cpu_count                 UINTEGER NOT NULL,
+    cpu_total_ns              UBIGINT NOT NULL,
+    cpu_idle_ns               UBIGINT NOT NULL,
+    memory_total_bytes        UBIGINT NOT NULL,
+    memory_available_bytes    UBIGINT NOT NULL,
+    load1                     DOUBLE  NOT NULL,
+    load5                     DOUBLE  NOT NULL,
+    load15                    DOUBLE  NOT NULL,
+    psi_cpu_some_total_us     UBIGINT,
+    psi_cpu_full_total_us     UBIGINT,
+    psi_memory_some_total_us  UBIGINT,
+    psi_memory_full_total_us  UBIGINT,
+    psi_io_some_total_us      UBIGINT,
+    psi_io_full_total_us      UBIGINT
+);
+
+-- One row per container (or service, or glob-matched cgroup) ever seen.
+CREATE TABLE IF NOT EXISTS containers (
+    -- Full container id when there is one, else `<node>:<cgroup_path>`.
+    container_key          VARCHAR PRIMARY KEY,
+    -- Dense surrogate key used by container_samples (unique, assigned by
+    -- the single writer).
+    container_sk           UINTEGER NOT NULL,
+    node_name              VARCHAR NOT NULL,
+    cgroup_path            VARCHAR NOT NULL,
+    runtime                VARCHAR,
+    container_id           VARCHAR,
+    pod_uid                VARCHAR,
+    qos                    VARCHAR,
+    unit                   VARCHAR,
+    -- Agent clock: first and latest sample.
+    first_seen_unix_ns     BIGINT  NOT NULL,
+    last_seen_unix_ns      BIGINT  NOT NULL,
+    -- Node timestamp of the latest tick that included this container; older
+    -- than nodes.last_seen_unix_ns means the node no longer reports it.
+    last_tick_unix_ns      BIGINT  NOT NULL,
+    samples_stored         UBIGINT NOT NULL,
+    -- From the latest sample.
+    cpu_limit_millicores   UBIGINT,
+    memory_limit_bytes     UBIGINT,
+    -- Raw kernel OOM counter of the latest sample, and the sum of its
+    -- increases over the whole history (resets handled as counter_delta).
+    oom_kills_last         UBIGINT,
+    oom_kills_total        UBIGINT NOT NULL
+);
+
+-- Wide rows: one per container per tick. Column order is the append order.
+CREATE TABLE IF NOT EXISTS container_samples (
+    container_sk               UINTEGER NOT NULL,
+    ts_unix_ns                 BIGINT  NOT NULL,
+    cpu_usage_ns               UBIGINT,
+    cpu_user_ns                UBIGINT,
+    cpu_system_ns              UBIGINT,
+    cpu_periods                UBIGINT,
+    cpu_throttled_periods      UBIGINT,
+    cpu_throttled_ns           UBIGINT,
+    cpu_limit_millicores       UBIGINT,
+    cpu_shares                 UBIGINT,
+    memory_usage_bytes         UBIGINT,
+    memory_working_set_bytes   UBIGINT,
+    memory_rss_bytes           UBIGINT,
+    memory_cache_bytes         UBIGINT,
+    memory_swap_bytes          UBIGINT,
+    memory_limit_bytes         UBIGINT,
+    memory_peak_bytes          UBIGINT,
+    memory_peak_source         VARCHAR,
+    memory_oom_kills           UBIGINT,
+    io_read_bytes              UBIGINT,
+    io_write_bytes             UBIGINT,
+    io_read_ops                UBIGINT,
+    io_write_ops               UBIGINT,
+    pids_current               UBIGINT,
+    pids_limit                 UBIGINT,
+    psi_cpu_some_total_us      UBIGINT,
+    psi_cpu_full_total_us      UBIGINT,
+    psi_memory_some_total_us   UBIGINT,
+    psi_memory_full_total_us   UBIGINT,
+    psi_io_some_total_us       UBIGINT,
+    psi_io_full_total_us       UBIGINT,
+    netns_inode                UBIGINT
+);
+
+-- Traffic per network namespace per tick. The agent reads each namespace
+-- once per tick and sends no timestamp of its own, so ts_unix_ns is the
+-- tick's node timestamp.
+CREATE TABLE IF NOT EXISTS network_samples (
+    node_name        VARCHAR NOT NULL,
+    netns_inode      UBIGINT NOT NULL,
+    ts_unix_ns       BIGINT  NOT NULL,
+    rx_bytes         UBIGINT NOT NULL,
+    tx_bytes         UBIGINT NOT NULL,
+    rx_packets       UBIGINT NOT NULL,
+    tx_packets       UBIGINT NOT NULL,
+    rx_dropped       UBIGINT NOT NULL,
+    tx_dropped       UBIGINT NOT NULL
+);
+
+CREATE VIEW IF NOT EXISTS container_samples_named AS
+    SELECT c.container_key, c.node_name, s.*
+    FROM container_samples s JOIN containers c USING (container_sk);
+";
+
+/// Per-connection staging tables for the set-based dimension updates: the
+/// writer appends changed rows here, then applies them with `UPDATE ... FROM`.
+pub(crate) const STAGING: &str = "
+CREATE TEMP TABLE IF NOT EXISTS stage_agents AS SELECT * FROM agents LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_nodes AS SELECT * FROM nodes LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_containers AS SELECT * FROM containers LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_container_state AS
+    SELECT container_sk, first_seen_unix_ns, last_seen_unix_ns, last_tick_unix_ns,
+           samples_stored, cpu_limit_millicores, memory_limit_bytes, oom_kills_last,
+           oom_kills_total
+    FROM containers LIMIT 0;
+";
+
+/// Creates what is missing and checks the stored version.
+///
+/// Runs in one transaction, so a half-created schema is never left behind.
+pub(crate) fn ensure(
+    conn: &mut Connection,
+    path: &str,
+    now_unix_ns: i64,
+) -> Result<(), StoreError> {
+    let sql = |step: &'static str| move |source| StoreError::Schema { step, source };
+    let tx = conn.transaction().map_err(sql("begin"))?;
+    tx.execute_batch(TABLES).map_err(sql("create tables"))?;
+    tx.execute_batch(COUNTER_DELTA_MACRO)
+        .map_err(sql("create macro counter_delta"))?;
+    let found: Option<i32> = tx
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .map_err(sql("read schema_version"))?;
+    match found {
+        None => {
+            tx.execute(
+                "INSERT INTO schema_version VALUES (?, ?)",
+                duckdb::params![SCHEMA_VERSION, now_unix_ns],
+            )
+            .map_err(sql("write schema_version"))?;
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        Some(found) => {
+            return Err(StoreError::SchemaVersion {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    tx.commit().map_err(sql("commit"))?;
+    conn.execute_batch(STAGING)
+        .map_err(sql("create staging tables"))?;
+    Ok(())
+}
+
+/// How enums are spelled in the store, both ways.
+pub mod names {
+    use super::{model, v1};
+
+    /// Stored name of a wire `Runtime`; `None` for unspecified or unknown.
+    pub fn runtime(value: i32) -> Option<&'static str> {
+        let r = match v1::Runtime::try_from(value).ok()? {
+            v1::Runtime::Unspecified => return None,
+            v1::Runtime::Docker => model::Runtime::Docker,
+            v1::Runtime::Containerd => model::Runtime::Containerd,
+            v1::Runtime::Crio => model::Runtime::Crio,
+            v1::Runtime::Podman => model::Runtime::Podman,
+            v1::Runtime::Systemd => model::Runtime::Systemd,
+            v1::Runtime::Cgroup => model::Runtime::Cgroup,
+        };
+        Some(r.as_str())
+    }
+
+    /// The runtime a stored name stands for.
+    pub fn parse_runtime(name: &str) -> Option<model::Runtime> {
+        [
+            model::Runtime::Docker,
+            model::Runtime::Containerd,
+            model::Runtime::Crio,
+            model::Runtime::Podman,
+            model::Runtime::Systemd,
+            model::Runtime::Cgroup,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
+
+    /// Stored name of a wire `QosClass`; `None` outside Kubernetes or unknown.
+    pub fn qos(value: i32) -> Option<&'static str> {
+        let q = match v1::QosClass::try_from(value).ok()? {
+            v1::QosClass::Unspecified => return None,
+            v1::QosClass::Guaranteed => model::QosClass::Guaranteed,
+            v1::QosClass::Burstable => model::QosClass::Burstable,
+            v1::QosClass::BestEffort => model::QosClass::BestEffort,
+        };
+        Some(q.as_str())
+    }
+
+    /// The QoS class a stored name stands for.
+    pub fn parse_qos(name: &str) -> Option<model::QosClass> {
+        [
+            model::QosClass::Guaranteed,
+            model::QosClass::Burstable,
+            model::QosClass::BestEffort,
+        ]
+        .into_iter()
+        .find(|q| q.as_str() == name)
+    }
+
+    /// Stored name of a wire `CgroupLayout`.
+    pub fn cgroup_layout(value: i32) -> Option<&'static str> {
+        match v1::CgroupLayout::try_from(value).ok()? {
+            v1::CgroupLayout::Unspecified => None,
+            v1::CgroupLayout::V1 => Some("v1"),
+            v1::CgroupLayout::V2 => Some("v2"),
+            v1::CgroupLayout::Hybrid => Some("hybrid"),
+        }
+    }
+
+    /// The layout a stored name stands for.
+    pub fn parse_cgroup_layout(name: &str) -> Option<model::CgroupLayout> {
+        match name {
+            "v1" => Some(model::CgroupLayout::V1),
+            "v2" => Some(model::CgroupLayout::V2),
+            "hybrid" => Some(model::CgroupLayout::Hybrid),
+            _ => None,
+        }
+    }
+
+    /// Stored name of a wire `PeakSource`.
+    pub fn peak_source(value: i32) -> Option<&'static str> {
+        match v1::PeakSource::try_from(value).ok()? {
+            v1::PeakSource::Unspecified => None,
+            v1::PeakSource::KernelReset => Some("kernel_reset"),
+            v1::PeakSource::Sampled => Some("sampled"),
+        }
+    }
+
+    /// The peak source a stored name stands for.
+    pub fn parse_peak_source(name: &str) -> Option<model::PeakSource> {
+        match name {
+            "kernel_reset" => Some(model::PeakSource::KernelReset),
+            "sampled" => Some(model::PeakSource::Sampled),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1062 @@
+//! The DuckDB store against real database files in temporary directories:
+//! exact round trips, exactly-once ingest across reopen, rollback of a failed
+//! group, rates with counter resets, lookups, and the writer thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use upid::model;
+use upid::wire::v1::{
+    Batch, CgroupIdentity, CgroupLayout, ContainerSample, CpuStats, Hello, IoStats, MemoryStats,
+    NetworkSample, NodeSample, PeakSource, PidsStats, Pressure, PressureStats, QosClass, Runtime,
+    Snapshot, SpoolStats,
+};
+use upid_collector::store::{
+    IngestOutcome, QueryError, RejectReason, Store, StoreError, Writer, WriterConfig, WriterError,
+};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+const SEC: i64 = 1_000_000_000;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "upid-store-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn docker_id(fill: &str) -> String {
+    fill.repeat(64 / fill.len())
+}
+
+fn node(name: &str, ts: i64) -> NodeSample {
+    NodeSample {
+        node_name: name.into(),
+        timestamp_unix_ns: ts,
+        boot_time_unix_s: 1_699_000_000,
+        cpu_count: 8,
+        cpu_total_ns: 123_456_789_000,
+        cpu_idle_ns: 100_000_000_000,
+        memory_total_bytes: 32 << 30,
+        memory_available_bytes: 20 << 30,
+        load1: 1.5,
+        load5: 1.25,
+        load15: 1.0,
+        pressure: Some(Pressure {
+            cpu: Some(PressureStats {
+                some_total_us: 5,
+                full_total_us: None,
+            }),
+            memory: None,
+            io: Some(PressureStats {
+                some_total_us: 7,
+                full_total_us: Some(3),
+            }),
+        }),
+        cgroup_layout: CgroupLayout::V2 as i32,
+    }
+}
+
+/// A Docker container sample with every field set.
+fn full_sample(id: &str, ts: i64) -> ContainerSample {
+    ContainerSample {
+        identity: Some(CgroupIdentity {
+            cgroup_path: format!("/system.slice/docker-{id}.scope"),
+            runtime: Runtime::Docker as i32,
+            container_id: id.into(),
+            pod_uid: "5f1c-pod".into(),
+            qos: QosClass::Burstable as i32,
+            unit: String::new(),
+        }),
+        timestamp_unix_ns: ts,
+        cpu: Some(CpuStats {
+            usage_ns: 10_000_000_000,
+            user_ns: Some(6_000_000_000),
+            system_ns: Some(4_000_000_000),
+            periods: 100,
+            throttled_periods: 3,
+            throttled_ns: 9_000,
+            limit_millicores: Some(1500),
+            shares: Some(1024),
+        }),
+        memory: Some(MemoryStats {
+            usage_bytes: 100 << 20,
+            working_set_bytes: 80 << 20,
+            rss_bytes: 60 << 20,
+            cache_bytes: 40 << 20,
+            swap_bytes: None,
+            limit_bytes: Some(256 << 20),
+            peak_bytes: 120 << 20,
+            peak_source: PeakSource::KernelReset as i32,
+            oom_kills: 2,
+        }),
+        io: Some(IoStats {
+            read_bytes: 1,
+            write_bytes: 2,
+            read_ops: 3,
+            write_ops: 4,
+        }),
+        pids: Some(PidsStats {
+            current: 5,
+            limit: None,
+        }),
+        pressure: Some(Pressure {
+            cpu: Some(PressureStats {
+                some_total_us: 11,
+                full_total_us: Some(12),
+            }),
+            memory: Some(PressureStats {
+                some_total_us: 13,
+                full_total_us: None,
+            }),
+            io: None,
+        }),
+        netns_inode: Some(4_026_532_000),
+    }
+}
+
+/// A systemd service sample: no container id, only CPU and memory.
+fn service_sample(unit: &str, ts: i64) -> ContainerSample {
+    ContainerSample {
+        identity: Some(CgroupIdentity {
+            cgroup_path: format!("/system.slice/{unit}"),
+            runtime: Runtime::Systemd as i32,
+            unit: unit.into(),
+            ..Default::default()
+        }),
+        timestamp_unix_ns: ts,
+        cpu: Some(CpuStats {
+            usage_ns: 1_000,
+            ..Default::default()
+        }),
+        memory: Some(MemoryStats {
+            usage_bytes: 10,
+            working_set_bytes: 9,
+            peak_bytes: 11,
+            peak_source: PeakSource::Sampled as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container sample with the counters rate tests look at.
+#[allow(clippy::too_many_arguments)]
+fn counters_sample(
+    id: &str,
+    ts: i64,
+    usage_ns: u64,
+    periods: u64,
+    throttled_periods: u64,
+    oom_kills: u64,
+    working_set_bytes: u64,
+    peak_bytes: u64,
+    netns_inode: Option<u64>,
+) -> ContainerSample {
+    ContainerSample {
+        identity: Some(CgroupIdentity {
+            cgroup_path: format!("/docker/{id}"),
+            runtime: Runtime::Docker as i32,
+            container_id: id.into(),
+            ..Default::default()
+        }),
+        timestamp_unix_ns: ts,
+        cpu: Some(CpuStats {
+            usage_ns,
+            periods,
+            throttled_periods,
+            ..Default::default()
+        }),
+        memory: Some(MemoryStats {
+            usage_bytes: working_set_bytes,
+            working_set_bytes,
+            peak_bytes,
+            peak_source: PeakSource::KernelReset as i32,
+            oom_kills,
+            ..Default::default()
+        }),
+        netns_inode,
+        ..Default::default()
+    }
+}
+
+fn net(netns_inode: u64, rx_bytes: u64) -> NetworkSample {
+    NetworkSample {
+        netns_inode,
+        rx_bytes,
+        tx_bytes: 2 * rx_bytes,
+        rx_packets: 1,
+        tx_packets: 2,
+        rx_dropped: 3,
+        tx_dropped: 4,
+    }
+}
+
+fn batch(
+    agent: &str,
+    node_name: &str,
+    seq: u64,
+    tick: i64,
+    containers: Vec<ContainerSample>,
+    networks: Vec<NetworkSample>,
+) -> Batch {
+    Batch {
+        agent_id: agent.into(),
+        node_name: node_name.into(),
+        seq,
+        snapshot: Some(Snapshot {
+            node: Some(node(node_name, tick)),
+            containers,
+            networks,
+            malformed_skips: 1,
+            vanished: 2,
+        }),
+        spool: Some(SpoolStats {
+            dropped_batches_total: 7,
+            dropped_bytes_total: 7000,
+            pending_batches: seq,
+            pending_bytes: 100,
+        }),
+    }
+}
+
+fn stored(containers: usize, networks: usize) -> IngestOutcome {
+    IngestOutcome::Stored {
+        container_samples: containers,
+        network_samples: networks,
+    }
+}
+
+/// Counts rows with a plain DuckDB connection (the store must be closed).
+fn count(path: &Path, sql: &str) -> i64 {
+    let conn = duckdb::Connection::open(path).expect("open raw");
+    conn.query_row(sql, [], |r| r.get(0)).expect("count")
+}
+
+fn approx(actual: Option<f64>, expected: f64) {
+    let actual = actual.expect("a value");
+    assert!(
+        (actual - expected).abs() < 1e-9,
+        "expected {expected}, got {actual}"
+    );
+}
+
+#[test]
+fn a_batch_round_trips_with_exact_values() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let id = docker_id("0123456789abcdef");
+    let sample = full_sample(&id, T0 + 5);
+    let b = batch(
+        "agent-1",
+        "node-a",
+        1,
+        T0,
+        vec![sample.clone(), service_sample("cron.service", T0 + 6)],
+        vec![net(4_026_532_000, 9)],
+    );
+    let mut store = Store::open(&path).expect("open");
+    assert_eq!(
+        store.ingest_at(&[b], T0 + SEC).expect("ingest"),
+        vec![stored(2, 1)]
+    );
+    assert_eq!(store.last_stored_seq("agent-1"), 1);
+    let reader = store.reader().expect("reader");
+
+    let nodes = reader.list_nodes().expect("nodes");
+    assert_eq!(nodes.len(), 1);
+    let n = &nodes[0];
+    assert_eq!(n.node_name, "node-a");
+    assert_eq!(n.agent_id, "agent-1");
+    assert_eq!(n.cgroup_layout, Some(model::CgroupLayout::V2));
+    assert_eq!(n.cpu_count, 8);
+    assert_eq!(n.memory_total_bytes, 32 << 30);
+    assert_eq!(n.boot_time_unix_s, 1_699_000_000);
+    assert_eq!((n.first_seen_unix_ns, n.last_seen_unix_ns), (T0, T0));
+    assert_eq!(n.agent_last_seen_unix_ns, T0 + SEC);
+    assert_eq!(n.last_seq, 1);
+    assert_eq!(n.containers, 2);
+    assert_eq!(n.spool_dropped_batches_total, 7);
+    assert_eq!(n.spool_dropped_bytes_total, 7000);
+    assert_eq!(n.spool_pending_batches, 1);
+    assert_eq!((n.malformed_skips_total, n.vanished_total), (1, 2));
+    assert_eq!(n.agent_version, None);
+
+    let containers = reader
+        .list_containers(None, false, T0 + SEC)
+        .expect("containers");
+    let keys: Vec<&str> = containers.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, [id.as_str(), "node-a:/system.slice/cron.service"]);
+    let c = &containers[0];
+    assert_eq!(c.node_name, "node-a");
+    assert_eq!(c.cgroup_path, format!("/system.slice/docker-{id}.scope"));
+    assert_eq!(c.runtime, Some(model::Runtime::Docker));
+    assert_eq!(c.container_id.as_deref(), Some(id.as_str()));
+    assert_eq!(c.pod_uid.as_deref(), Some("5f1c-pod"));
+    assert_eq!(c.qos, Some(model::QosClass::Burstable));
+    assert_eq!(c.unit, None);
+    assert_eq!(
+        (c.first_seen_unix_ns, c.last_seen_unix_ns),
+        (T0 + 5, T0 + 5)
+    );
+    assert!(!c.gone);
+    assert_eq!(c.samples_stored, 1);
+    assert_eq!(c.cpu_limit_millicores, Some(1500));
+    assert_eq!(c.memory_limit_bytes, Some(256 << 20));
+    assert_eq!(c.oom_kills_total, 2);
+    let svc = &containers[1];
+    assert_eq!(svc.runtime, Some(model::Runtime::Systemd));
+    assert_eq!(svc.unit.as_deref(), Some("cron.service"));
+    assert_eq!(svc.container_id, None);
+    assert_eq!(svc.qos, None);
+
+    // The stored sample reads back as exactly what the model says was sent.
+    let detail = reader.container(&id, T0 + SEC).expect("detail");
+    let expected = model::ContainerSample::try_from(sample).expect("model");
+    let latest = detail.latest_sample.expect("latest sample");
+    assert_eq!(latest.timestamp_unix_ns, T0 + 5);
+    assert_eq!(latest.stats, expected.stats);
+    assert_eq!(latest.netns_inode, Some(4_026_532_000));
+    let rates = detail.latest.expect("latest rates");
+    assert_eq!((rates.start_unix_ns, rates.end_unix_ns), (T0 + 5, T0 + 5));
+    assert_eq!(rates.samples, 1);
+    assert_eq!(rates.cpu_cores, None);
+    assert_eq!(rates.memory_working_set_bytes, Some(80 << 20));
+    assert_eq!(rates.memory_peak_bytes, Some(120 << 20));
+    drop(reader);
+    drop(store);
+
+    // Independently, with a plain DuckDB connection on the closed file.
+    assert_eq!(count(&path, "SELECT count(*) FROM container_samples"), 2);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT psi_io_full_total_us FROM node_samples WHERE node_name = 'node-a'"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM container_samples_named
+             WHERE node_name = 'node-a' AND memory_peak_source = 'kernel_reset'
+               AND memory_swap_bytes IS NULL AND cpu_shares = 1024"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &path,
+            "SELECT tx_bytes FROM network_samples WHERE netns_inode = 4026532000 AND ts_unix_ns = 1700000000000000000"
+        ),
+        18
+    );
+}
+
+#[test]
+fn duplicates_are_ignored_within_a_slice_across_calls_and_across_reopen() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let b1 = batch(
+        "agent-1",
+        "node-a",
+        1,
+        T0,
+        vec![full_sample(&docker_id("a1"), T0)],
+        vec![],
+    );
+    let b2 = batch(
+        "agent-1",
+        "node-a",
+        2,
+        T0 + 10 * SEC,
+        vec![full_sample(&docker_id("a1"), T0 + 10 * SEC)],
+        vec![],
+    );
+    {
+        let mut store = Store::open(&path).expect("open");
+        let outcomes = store
+            .ingest(&[b1.clone(), b1.clone(), b2.clone()])
+            .expect("ingest");
+        assert_eq!(
+            outcomes,
+            [stored(1, 0), IngestOutcome::Duplicate, stored(1, 0)]
+        );
+        assert_eq!(
+            store.ingest(&[b2.clone(), b1.clone()]).expect("again"),
+            [IngestOutcome::Duplicate, IngestOutcome::Duplicate]
+        );
+    }
+    {
+        let mut store = Store::open(&path).expect("reopen");
+        assert_eq!(store.last_stored_seq("agent-1"), 2);
+        assert_eq!(store.last_stored_seq("unknown"), 0);
+        assert_eq!(
+            store.ingest(&[b1, b2]).expect("after reopen"),
+            [IngestOutcome::Duplicate, IngestOutcome::Duplicate]
+        );
+        let reader = store.reader().expect("reader");
+        let c = reader.container("a1a1", T0 + 10 * SEC).expect("container");
+        assert_eq!(c.container.samples_stored, 2);
+    }
+    assert_eq!(count(&path, "SELECT count(*) FROM batches"), 2);
+    assert_eq!(count(&path, "SELECT count(*) FROM container_samples"), 2);
+    assert_eq!(count(&path, "SELECT count(*) FROM node_samples"), 2);
+}
+
+#[test]
+fn a_rejected_batch_does_not_stop_the_others_of_its_group() {
+    let dir = TempDir::new();
+    let mut store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let good_a = batch(
+        "agent-a",
+        "node-a",
+        1,
+        T0,
+        vec![full_sample(&docker_id("aa"), T0)],
+        vec![],
+    );
+    let good_b = batch(
+        "agent-b",
+        "node-b",
+        1,
+        T0,
+        vec![full_sample(&docker_id("bb"), T0)],
+        vec![],
+    );
+    let mut zero_seq = good_a.clone();
+    zero_seq.seq = 0;
+    let mut no_node = batch("agent-c", "node-c", 1, T0, vec![], vec![]);
+    if let Some(s) = no_node.snapshot.as_mut() {
+        s.node = None;
+    }
+    let mut no_agent = good_b.clone();
+    no_agent.agent_id.clear();
+    let outcomes = store
+        .ingest(&[good_a, zero_seq, no_node, good_b, no_agent])
+        .expect("ingest");
+    assert_eq!(
+        outcomes,
+        [
+            stored(1, 0),
+            IngestOutcome::Rejected(RejectReason::ZeroSeq),
+            IngestOutcome::Rejected(RejectReason::MissingNodeSample),
+            stored(1, 0),
+            IngestOutcome::Rejected(RejectReason::EmptyAgentId),
+        ]
+    );
+    assert_eq!(store.last_stored_seq("agent-a"), 1);
+    assert_eq!(store.last_stored_seq("agent-b"), 1);
+    assert_eq!(store.last_stored_seq("agent-c"), 0);
+}
+
+/// A ledger row planted behind the store's back makes the group's ledger
+/// flush fail: nothing of the group may be stored, and the store stays usable.
+#[test]
+fn a_failed_group_is_rolled_back_entirely() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    drop(Store::open(&path).expect("create"));
+    {
+        let conn = duckdb::Connection::open(&path).expect("raw");
+        conn.execute_batch("INSERT INTO batches VALUES ('agent-x', 5, 0, 'node-x', 1, 0, 0, 0, 0)")
+            .expect("plant ledger row");
+    }
+    let mut store = Store::open(&path).expect("reopen");
+    let good = batch(
+        "agent-y",
+        "node-y",
+        1,
+        T0,
+        vec![full_sample(&docker_id("cc"), T0)],
+        vec![net(1, 1)],
+    );
+    let conflicting = batch("agent-x", "node-x", 5, T0, vec![], vec![]);
+    let err = store
+        .ingest(&[good.clone(), conflicting])
+        .expect_err("ledger conflict");
+    assert!(
+        matches!(
+            err,
+            StoreError::Append {
+                table: "batches",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(store.last_stored_seq("agent-y"), 0);
+    let reader = store.reader().expect("reader");
+    assert!(reader.list_nodes().expect("nodes").is_empty());
+    assert!(
+        reader
+            .list_containers(None, true, T0)
+            .expect("containers")
+            .is_empty()
+    );
+    // Memory and tables agree again: the good batch alone goes in.
+    assert_eq!(store.ingest(&[good]).expect("retry"), [stored(1, 1)]);
+    drop(reader);
+    drop(store);
+    assert_eq!(count(&path, "SELECT count(*) FROM container_samples"), 1);
+    assert_eq!(count(&path, "SELECT count(*) FROM network_samples"), 1);
+    assert_eq!(count(&path, "SELECT count(*) FROM batches"), 2);
+}
+
+#[test]
+fn a_container_identity_learned_later_replaces_the_stored_one() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let id = docker_id("5a");
+    let mut early = full_sample(&id, T0);
+    if let Some(identity) = early.identity.as_mut() {
+        identity.pod_uid.clear();
+        identity.qos = QosClass::Unspecified as i32;
+    }
+    {
+        let mut store = Store::open(&path).expect("open");
+        store
+            .ingest(&[batch("agent-1", "node-a", 1, T0, vec![early], vec![])])
+            .expect("first");
+    }
+    let mut store = Store::open(&path).expect("reopen");
+    store
+        .ingest(&[batch(
+            "agent-1",
+            "node-a",
+            2,
+            T0 + 10 * SEC,
+            vec![full_sample(&id, T0 + 10 * SEC)],
+            vec![],
+        )])
+        .expect("second");
+    let reader = store.reader().expect("reader");
+    let all = reader
+        .list_containers(None, true, T0 + 10 * SEC)
+        .expect("containers");
+    assert_eq!(all.len(), 1);
+    let c = &all[0];
+    assert_eq!(c.pod_uid.as_deref(), Some("5f1c-pod"));
+    assert_eq!(c.qos, Some(model::QosClass::Burstable));
+    assert_eq!(
+        (c.first_seen_unix_ns, c.last_seen_unix_ns),
+        (T0, T0 + 10 * SEC)
+    );
+    assert_eq!(c.samples_stored, 2);
+    // Same OOM counter in both samples: no new kills.
+    assert_eq!(c.oom_kills_total, 2);
+    assert!(matches!(
+        store.record_hello(&Hello::default(), T0),
+        Err(StoreError::HelloWithoutAgentId)
+    ));
+}
+
+/// Seven ticks 10 s apart; every counter restarts at tick 4.
+fn reset_series_batches(id: &str) -> Vec<Batch> {
+    let usage = [
+        0,
+        5e9 as u64,
+        10e9 as u64,
+        15e9 as u64,
+        1e9 as u64,
+        6e9 as u64,
+        11e9 as u64,
+    ];
+    let periods = [0, 100, 200, 300, 10, 110, 210];
+    let throttled = [0, 10, 20, 50, 5, 5, 5];
+    let oom = [0, 0, 1, 1, 0, 1, 1];
+    let ws = [100, 200, 150, 300, 50, 60, 70];
+    let peak = [110, 210, 400, 310, 60, 65, 75];
+    let rx = [0, 1000, 2000, 3000, 500, 1500, 2500];
+    (0..7)
+        .map(|i| {
+            let tick = T0 + i as i64 * 10 * SEC;
+            batch(
+                "agent-1",
+                "node-a",
+                i as u64 + 1,
+                tick,
+                // Container samples are read 1 ms after the tick's node sample.
+                vec![counters_sample(
+                    id,
+                    tick + 1_000_000,
+                    usage[i],
+                    periods[i],
+                    throttled[i],
+                    oom[i],
+                    ws[i],
+                    peak[i],
+                    Some(4242),
+                )],
+                vec![net(4242, rx[i])],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn series_derives_rates_and_handles_counter_resets() {
+    let dir = TempDir::new();
+    let mut store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let id = docker_id("de");
+    // One tick per transaction, as they would arrive.
+    for b in reset_series_batches(&id) {
+        assert_eq!(store.ingest(&[b]).expect("ingest"), [stored(1, 1)]);
+    }
+    let reader = store.reader().expect("reader");
+    let series = reader
+        .series(&id[..8], T0, T0 + 70 * SEC, 20 * SEC)
+        .expect("series");
+    assert_eq!(series.container.key, id);
+    assert_eq!(series.step_ns, 20 * SEC);
+    let p = &series.points;
+    assert_eq!(p.len(), 4);
+    let bounds: Vec<(i64, i64)> = p.iter().map(|r| (r.start_unix_ns, r.end_unix_ns)).collect();
+    assert_eq!(
+        bounds,
+        [
+            (T0, T0 + 20 * SEC),
+            (T0 + 20 * SEC, T0 + 40 * SEC),
+            (T0 + 40 * SEC, T0 + 60 * SEC),
+            (T0 + 60 * SEC, T0 + 70 * SEC),
+        ]
+    );
+    assert_eq!(
+        p.iter().map(|r| r.samples).collect::<Vec<_>>(),
+        [2, 2, 2, 1]
+    );
+    // Step 0 holds the first sample (no predecessor) and one interval.
+    approx(p[0].cpu_cores, 0.5);
+    approx(p[0].cpu_throttled_ratio, 0.1);
+    assert_eq!(p[0].oom_kills, Some(0));
+    assert_eq!(
+        (p[0].memory_working_set_bytes, p[0].memory_peak_bytes),
+        (Some(200), Some(210))
+    );
+    approx(p[0].net_rx_bytes_per_s, 100.0);
+    approx(p[0].net_tx_bytes_per_s, 200.0);
+
+    approx(p[1].cpu_cores, 0.5);
+    approx(p[1].cpu_throttled_ratio, 40.0 / 200.0);
+    assert_eq!(p[1].oom_kills, Some(1));
+    assert_eq!(
+        (p[1].memory_working_set_bytes, p[1].memory_peak_bytes),
+        (Some(300), Some(400))
+    );
+    approx(p[1].net_rx_bytes_per_s, 100.0);
+
+    // The restart: each counter's new value is its increase (1e9 ns, 10
+    // periods, 5 throttled, 0 OOMs, 500 bytes), as Prometheus rate() does.
+    approx(p[2].cpu_cores, (1e9 + 5e9) / 20e9);
+    approx(p[2].cpu_throttled_ratio, 5.0 / 110.0);
+    assert_eq!(p[2].oom_kills, Some(1));
+    assert_eq!(
+        (p[2].memory_working_set_bytes, p[2].memory_peak_bytes),
+        (Some(60), Some(65))
+    );
+    approx(p[2].net_rx_bytes_per_s, 1500.0 / 20.0);
+    approx(p[2].net_tx_bytes_per_s, 3000.0 / 20.0);
+
+    approx(p[3].cpu_cores, 0.5);
+    approx(p[3].cpu_throttled_ratio, 0.0);
+    assert_eq!(p[3].oom_kills, Some(0));
+    approx(p[3].net_rx_bytes_per_s, 100.0);
+
+    // A range starting after the first sample still rates its first
+    // interval, from the sample before the range.
+    let later = reader
+        .series(&id, T0 + 10 * SEC, T0 + 30 * SEC, 20 * SEC)
+        .expect("later");
+    assert_eq!(later.points.len(), 1);
+    approx(later.points[0].cpu_cores, 0.5);
+    assert_eq!(later.points[0].samples, 2);
+
+    // The whole-history OOM count handles the reset the same way.
+    let detail = reader.container(&id, T0 + 60 * SEC).expect("detail");
+    assert_eq!(detail.container.oom_kills_total, 2);
+
+    // A server-chosen step: about 300 points, at least 1 s.
+    let auto = reader.series(&id, T0, T0 + 70 * SEC, 0).expect("auto");
+    assert_eq!(auto.step_ns, SEC);
+    assert_eq!(auto.points.len(), 7);
+
+    assert!(matches!(
+        reader.series(&id, T0, T0, 0),
+        Err(QueryError::InvalidRange { .. })
+    ));
+    assert!(matches!(
+        reader.series(&id, T0, T0 + 86_400 * SEC, 1),
+        Err(QueryError::TooManyPoints { .. })
+    ));
+}
+
+#[test]
+fn top_shows_present_containers_with_their_latest_rates() {
+    let dir = TempDir::new();
+    let mut store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let busy = docker_id("b0");
+    let idle = docker_id("1d");
+    let exited = docker_id("e0");
+    let other = docker_id("0f");
+    let tick = |i: i64| T0 + i * 10 * SEC;
+    let s = |id: &str, i: i64, usage: u64, netns: Option<u64>| {
+        counters_sample(
+            id,
+            tick(i),
+            usage,
+            0,
+            0,
+            0,
+            1000 + usage / 1_000_000,
+            2000,
+            netns,
+        )
+    };
+    store
+        .ingest(&[
+            batch(
+                "agent-a",
+                "node-a",
+                1,
+                tick(0),
+                vec![
+                    s(&busy, 0, 0, Some(7)),
+                    s(&idle, 0, 0, None),
+                    s(&exited, 0, 0, None),
+                ],
+                vec![net(7, 0)],
+            ),
+            batch(
+                "agent-a",
+                "node-a",
+                2,
+                tick(1),
+                vec![
+                    s(&busy, 1, 20_000_000_000, Some(7)),
+                    s(&idle, 1, 100_000_000, None),
+                ],
+                vec![net(7, 5000)],
+            ),
+            batch(
+                "agent-b",
+                "node-b",
+                1,
+                tick(1),
+                vec![s(&other, 1, 0, None)],
+                vec![],
+            ),
+        ])
+        .expect("ingest");
+    let reader = store.reader().expect("reader");
+    let now = tick(1) + SEC;
+
+    let top = reader.top(Some("node-a"), now).expect("top");
+    let keys: Vec<&str> = top.iter().map(|e| e.container.key.as_str()).collect();
+    // The exited container is absent from node-a's latest tick.
+    assert_eq!(keys, [busy.as_str(), idle.as_str()]);
+    let l = &top[0].latest;
+    assert_eq!(
+        (l.start_unix_ns, l.end_unix_ns, l.samples),
+        (tick(0), tick(1), 2)
+    );
+    approx(l.cpu_cores, 2.0);
+    approx(l.net_rx_bytes_per_s, 500.0);
+    approx(l.net_tx_bytes_per_s, 1000.0);
+    assert_eq!(l.memory_working_set_bytes, Some(1000 + 20_000));
+    approx(top[1].latest.cpu_cores, 0.01);
+    assert_eq!(top[1].latest.net_rx_bytes_per_s, None);
+
+    // Every node; the single-sample container has gauges but no rates.
+    let all = reader.top(None, now).expect("top all");
+    assert_eq!(all.len(), 3);
+    let single = all
+        .iter()
+        .find(|e| e.container.key == other)
+        .expect("other node's container");
+    assert_eq!(single.latest.cpu_cores, None);
+    assert_eq!(single.latest.samples, 1);
+    assert_eq!(single.latest.memory_working_set_bytes, Some(1000));
+
+    // Long after the last tick everything is gone.
+    assert!(
+        reader
+            .top(None, now + 3_600 * SEC)
+            .expect("later")
+            .is_empty()
+    );
+    let gone = reader
+        .list_containers(Some("node-a"), true, now)
+        .expect("with gone");
+    assert_eq!(gone.iter().filter(|c| c.gone).count(), 1);
+    assert_eq!(
+        reader
+            .list_containers(Some("node-a"), false, now)
+            .expect("present")
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn containers_are_found_by_prefix_key_or_node_and_path() {
+    let dir = TempDir::new();
+    let mut store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let first = format!("abcd1111{}", "0".repeat(56));
+    let second = format!("abcd2222{}", "0".repeat(56));
+    store
+        .ingest(&[batch(
+            "agent-a",
+            "node-a",
+            1,
+            T0,
+            vec![
+                full_sample(&first, T0),
+                full_sample(&second, T0),
+                service_sample("nginx.service", T0),
+            ],
+            vec![],
+        )])
+        .expect("ingest");
+    let reader = store.reader().expect("reader");
+    let find = |id: &str| reader.container(id, T0).map(|d| d.container.key);
+
+    assert_eq!(find(&first).expect("full id"), first);
+    assert_eq!(find("abcd1").expect("unique prefix"), first);
+    assert_eq!(find("ABCD2").expect("case-insensitive prefix"), second);
+    assert_eq!(
+        find("node-a:/system.slice/nginx.service").expect("service key"),
+        "node-a:/system.slice/nginx.service"
+    );
+    assert_eq!(
+        find(&format!("node-a:/system.slice/docker-{second}.scope")).expect("node and path"),
+        second
+    );
+    match find("abcd") {
+        Err(QueryError::AmbiguousContainer {
+            candidates, count, ..
+        }) => {
+            assert_eq!(count, 2);
+            let mut candidates = candidates;
+            candidates.sort();
+            assert_eq!(candidates, [first.clone(), second.clone()]);
+        }
+        other => panic!("expected ambiguity, got {other:?}"),
+    }
+    assert!(matches!(
+        find("abc"),
+        Err(QueryError::PrefixTooShort { min: 4, .. })
+    ));
+    assert!(matches!(
+        find("ffff"),
+        Err(QueryError::ContainerNotFound { .. })
+    ));
+    assert!(matches!(
+        find("node-b:/system.slice/nginx.service"),
+        Err(QueryError::ContainerNotFound { .. })
+    ));
+}
+
+#[test]
+fn a_file_that_is_not_duckdb_is_refused_by_name_and_left_alone() {
+    let dir = TempDir::new();
+    for (name, content) in [
+        ("garbage.duckdb", vec![0x42u8; 10_000]),
+        ("short.duckdb", b"hello".to_vec()),
+        ("empty.duckdb", Vec::new()),
+    ] {
+        let path = dir.path(name);
+        std::fs::write(&path, &content).expect("write garbage");
+        let err = Store::open(&path).expect_err("garbage opens");
+        assert!(
+            matches!(&err, StoreError::NotADuckDbFile { path: p } if *p == path),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(name), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read back"), content);
+    }
+}
+
+#[test]
+fn open_creates_parent_directories_and_refuses_a_newer_schema() {
+    let dir = TempDir::new();
+    let path = dir.path("a/b/c/upid.duckdb");
+    let store = Store::open(&path).expect("open nested");
+    assert!(store.store_bytes() > 0);
+    drop(store);
+    {
+        let conn = duckdb::Connection::open(&path).expect("raw");
+        conn.execute_batch("UPDATE schema_version SET version = 99")
+            .expect("bump version");
+    }
+    let err = Store::open(&path).expect_err("newer schema");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaVersion {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_writer_answers_after_commit_and_survives_restart() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let store = Store::open(&path).expect("open");
+    let reader = store.reader().expect("reader");
+    let writer = Writer::spawn(store).expect("spawn");
+
+    let hello = Hello {
+        agent_id: "agent-1".into(),
+        node_name: "node-a".into(),
+        agent_version: "0.1.0".into(),
+        sent_unix_ns: T0 + 2 * SEC,
+    };
+    assert_eq!(writer.hello(hello.clone(), T0).await.expect("hello"), 0);
+    let id = docker_id("ab");
+    let b = batch(
+        "agent-1",
+        "node-a",
+        1,
+        T0,
+        vec![full_sample(&id, T0)],
+        vec![],
+    );
+    assert_eq!(
+        writer.submit(b.clone()).await.expect("submit"),
+        stored(1, 0)
+    );
+    // Answered, so committed: another connection sees it at once.
+    let seen = reader.container(&id, T0).expect("visible after the answer");
+    assert_eq!(seen.container.samples_stored, 1);
+    assert_eq!(reader.last_stored_seq("agent-1").expect("seq"), 1);
+    let node = &reader.list_nodes().expect("nodes")[0];
+    assert_eq!(node.agent_version.as_deref(), Some("0.1.0"));
+    assert_eq!(node.clock_skew_ns, Some(2 * SEC));
+
+    writer.shutdown().await.expect("shutdown");
+    assert!(matches!(
+        writer.submit(b.clone()).await,
+        Err(WriterError::Closed)
+    ));
+    assert!(writer.stats().checkpoints >= 1);
+    drop(reader);
+
+    // A new writer on the same file: the replay is a duplicate.
+    let writer = Writer::spawn(Store::open(&path).expect("reopen")).expect("respawn");
+    assert_eq!(writer.hello(hello, T0).await.expect("hello again"), 1);
+    assert_eq!(
+        writer.submit(b).await.expect("replay"),
+        IngestOutcome::Duplicate
+    );
+    writer.shutdown().await.expect("shutdown again");
+    assert_eq!(count(&path, "SELECT count(*) FROM container_samples"), 1);
+}
+
+#[tokio::test]
+async fn the_writer_group_commits_concurrent_submits() {
+    let dir = TempDir::new();
+    let store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let reader = store.reader().expect("reader");
+    let config = WriterConfig {
+        max_group_wait: Duration::from_millis(20),
+        ..WriterConfig::default()
+    };
+    let writer = Writer::spawn_with(store, config).expect("spawn");
+    let agents = 20u64;
+    let per_agent = 10u64;
+    let mut tasks = Vec::new();
+    for a in 0..agents {
+        for seq in 1..=per_agent {
+            let writer = writer.clone();
+            let agent = format!("agent-{a}");
+            let node_name = format!("node-{a}");
+            let id = format!("{a:02}{}", "c".repeat(62));
+            tasks.push(tokio::spawn(async move {
+                let tick = T0 + seq as i64 * 10 * SEC;
+                writer
+                    .submit(batch(
+                        &agent,
+                        &node_name,
+                        seq,
+                        tick,
+                        vec![full_sample(&id, tick)],
+                        vec![],
+                    ))
+                    .await
+            }));
+        }
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("join").expect("submit"), stored(1, 0));
+    }
+    let stats = writer.stats();
+    let total = agents * per_agent;
+    assert_eq!(stats.batches_stored, total);
+    assert_eq!(stats.container_samples_stored, total);
+    assert!(
+        stats.commits < total && stats.largest_group_batches > 1,
+        "no group commit: {stats:?}"
+    );
+    let nodes = reader.list_nodes().expect("nodes");
+    assert_eq!(nodes.len(), agents as usize);
+    assert!(nodes.iter().all(|n| n.last_seq == per_agent));
+    writer.shutdown().await.expect("shutdown");
+}
+
+/// The writer stores a group one batch at a time when the group fails, so
+/// only the culprit's agent gets the error.
+#[tokio::test]
+async fn the_writer_isolates_a_batch_that_fails_its_group() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    drop(Store::open(&path).expect("create"));
+    {
+        let conn = duckdb::Connection::open(&path).expect("raw");
+        conn.execute_batch("INSERT INTO batches VALUES ('agent-x', 5, 0, 'node-x', 1, 0, 0, 0, 0)")
+            .expect("plant ledger row");
+    }
+    let config = WriterConfig {
+        max_group_wait: Duration::from_millis(200),
+        ..WriterConfig::default()
+    };
+    let writer = Writer::spawn_with(Store::open(&path).expect("open"), config).expect("spawn");
+    let good = batch(
+        "agent-y",
+        "node-y",
+        1,
+        T0,
+        vec![full_sample(&docker_id("cd"), T0)],
+        vec![],
+    );
+    let bad = batch("agent-x", "node-x", 5, T0, vec![], vec![]);
+    let (good, bad) = tokio::join!(writer.submit(good), writer.submit(bad));
+    assert_eq!(good.expect("good batch"), stored(1, 0));
+    assert!(matches!(bad, Err(WriterError::Store(_))), "{bad:?}");
+    assert_eq!(writer.stats().batches_failed, 1);
+    writer.shutdown().await.expect("shutdown");
+}
