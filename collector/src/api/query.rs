@@ -1,0 +1,1 @@
+//! `upid.v1.QueryService` over the store (to be written).

@@ -1,0 +1,3 @@
+//! `upid-collector`: parses arguments and runs the collector library.
+
+fn main() {}

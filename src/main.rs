@@ -1,0 +1,3 @@
+//! `upid`: the command-line client of the collector's query API.
+
+fn main() {}
