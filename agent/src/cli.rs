@@ -14,7 +14,7 @@ use crate::host::HostRoot;
 use crate::rate;
 use crate::render::{self, Format};
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::ship::{CollectorEndpoint, ShipperConfig, ship};
+use crate::ship::{CollectorEndpoint, Drain, ShipStats, ShipperConfig, ship_then_drain};
 
 /// upid node agent: measures what every container on this node really uses.
 #[derive(Debug, Parser)]
@@ -59,7 +59,7 @@ pub struct SamplingArgs {
 pub enum Command {
     /// Sample every tick and ship to the collector; unacknowledged batches
     /// wait in a bounded disk spool and survive restarts.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print snapshots of the node and every container cgroup, counters as
     /// read (cumulative).
     Sample {
@@ -119,10 +119,29 @@ pub struct RunArgs {
     /// and counted.
     #[arg(long, env = "UPID_SPOOL_MAX_MIB", default_value_t = 256)]
     pub spool_max_mib: u64,
+    /// Spool size limit in KiB, for small disks (and tests); replaces
+    /// --spool-max-mib when given.
+    #[arg(long, env = "UPID_SPOOL_MAX_KIB")]
+    pub spool_max_kib: Option<u64>,
     /// Batches sent but not yet acknowledged, at most.
     #[arg(long, env = "UPID_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,
+    /// Take this many samples, deliver them, and exit: 0 once every spooled
+    /// batch is acknowledged, 1 if some are not within --drain-timeout
+    /// (they stay in the spool for the next run).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// How long to keep delivering spooled batches when stopping
+    /// [default: 30s after --count, 5s after SIGTERM or SIGINT].
+    #[arg(long, env = "UPID_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Option<Duration>,
 }
+
+/// Drain after the last sample of `--count` when --drain-timeout is not given.
+pub const DRAIN_AFTER_COUNT: Duration = Duration::from_secs(30);
+
+/// Drain after SIGTERM or SIGINT when --drain-timeout is not given.
+pub const DRAIN_AFTER_SIGNAL: Duration = Duration::from_secs(5);
 
 impl SamplingArgs {
     /// The sampler configuration these flags describe.
@@ -152,7 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     tracing::info!(layout = ?sampler.hierarchies().layout, node = sampler.node_name(), "sampler ready");
     if let Command::Run(args) = cli.command {
-        return run_agent(sampler, args);
+        return run_agent(sampler, *args);
     }
     let mut stdout = std::io::stdout().lock();
     match cli.command {
@@ -209,7 +228,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `upid-agent run`: sample every tick on a blocking thread, ship through the
-/// spool, stop cleanly on SIGINT or SIGTERM.
+/// spool; after `--count` samples or on SIGINT/SIGTERM, stop sampling and
+/// deliver what is spooled for up to the drain time.
 fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
     if args.interval < Duration::from_secs(1) {
         bail!("--interval must be at least 1s");
@@ -223,8 +243,15 @@ fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if args.count == Some(0) {
+        bail!("--count must be at least 1");
+    }
+    let max_bytes = match args.spool_max_kib {
+        Some(kib) => kib.saturating_mul(1024),
+        None => args.spool_max_mib.saturating_mul(1024 * 1024),
+    };
     let spool_config = crate::spool::SpoolConfig {
-        max_bytes: args.spool_max_mib.saturating_mul(1024 * 1024),
+        max_bytes,
         ..Default::default()
     };
     let (spool, report) = crate::spool::Spool::open(&args.spool_dir, spool_config)
@@ -250,45 +277,94 @@ fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
         backoff_max: Duration::from_secs(30),
         handshake_timeout: Duration::from_secs(10),
     };
+    let drain = Drain {
+        after_last_snapshot: args.drain_timeout.unwrap_or(DRAIN_AFTER_COUNT),
+        after_shutdown: args.drain_timeout.unwrap_or(DRAIN_AFTER_SIGNAL),
+    };
     let node_name = sampler.node_name().to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let (interval, count) = (args.interval, args.count);
+    let (stats, signalled) = runtime.block_on(async move {
         let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(4);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sampling = tokio::spawn(sample_every(
             sampler,
-            args.interval,
+            interval,
+            count,
             snap_tx,
             stop_rx.clone(),
         ));
-        let shipping = tokio::spawn(ship(spool, config, node_name, snap_rx, stop_rx));
-        wait_for_stop_signal().await;
-        tracing::info!("stopping: finishing in-flight batches");
+        let mut shipping = tokio::spawn(ship_then_drain(
+            spool, config, node_name, snap_rx, stop_rx, drain,
+        ));
+        // With --count the shipper ends by itself once the last sample is
+        // delivered (or the drain time is up); a signal ends it sooner.
+        let (shipped, signalled) = tokio::select! {
+            _ = wait_for_stop_signal() => {
+                tracing::info!("stopping: delivering what is spooled, briefly");
+                let _ = stop_tx.send(true);
+                (shipping.await, true)
+            }
+            shipped = &mut shipping => (shipped, false),
+        };
         let _ = stop_tx.send(true);
         let _ = sampling.await;
-        let stats = shipping.await.context("shipper task")??;
-        tracing::info!(?stats, "stopped");
-        Ok(())
-    })
+        let stats = shipped.context("shipper task")??;
+        Ok::<_, anyhow::Error>((stats, signalled))
+    })?;
+    report_stop(&stats, &args, signalled, drain)
 }
 
+/// Logs how the run ended; with `--count`, undelivered batches are an error.
+fn report_stop(
+    stats: &ShipStats,
+    args: &RunArgs,
+    signalled: bool,
+    drain: Drain,
+) -> anyhow::Result<()> {
+    let spool = args.spool_dir.display();
+    if stats.pending_batches == 0 {
+        tracing::info!(?stats, "stopped: every spooled batch is acknowledged");
+        return Ok(());
+    }
+    if signalled || args.count.is_none() {
+        tracing::warn!(
+            ?stats,
+            "stopped with {} unacknowledged batches; they stay in the spool at {spool} and are sent by the next run",
+            stats.pending_batches
+        );
+        return Ok(());
+    }
+    bail!(
+        "{} batches were not acknowledged by the collector at {} within {} (--drain-timeout); they stay in the spool at {spool} and are sent by the next run",
+        stats.pending_batches,
+        args.collector,
+        humantime::format_duration(drain.after_last_snapshot),
+    )
+}
+
+/// Takes a sample every `interval` (`count` of them at most) and hands it
+/// to the shipper; returns after the last one or when `stop` changes.
 async fn sample_every(
     sampler: Sampler,
     interval: Duration,
+    count: Option<u64>,
     tx: tokio::sync::mpsc::Sender<upid::model::Snapshot>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sampler = Some(sampler);
-    loop {
+    let mut taken = 0u64;
+    while count.is_none_or(|c| taken < c) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
+        taken += 1;
         let Some(s) = sampler.take() else { return };
         let (s, result) = match tokio::task::spawn_blocking(move || {
             let mut s = s;

@@ -7,6 +7,10 @@
 //! reconnects with [`Backoff`] and replays everything unacknowledged, in
 //! order, a window at a time. The collector ignores sequence numbers it
 //! already stored, so a replay never doubles a sample.
+//!
+//! Stopping drains: no more snapshots are taken, and the shipper keeps
+//! delivering until everything spooled is acknowledged or the [`Drain`] time
+//! is up; the rest waits in the spool for the next run.
 
 pub mod backoff;
 pub mod connect;
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use upid::model::Snapshot;
@@ -54,6 +59,9 @@ pub struct ShipStats {
     /// Batches that could not be written to the spool (disk full, I/O
     /// error); they were sent from memory when connected, else lost.
     pub spool_write_failures: u64,
+    /// Batches still unacknowledged in the spool when shipping stopped
+    /// (sent by the next run).
+    pub pending_batches: u64,
 }
 
 /// A connected stream.
@@ -72,94 +80,235 @@ pub enum ShipError {
     Config(#[from] ConnectError),
 }
 
+/// How long a stopping shipper keeps delivering what is spooled before it
+/// returns (what is left stays in the spool for the next run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// After the snapshot channel closed: every snapshot was taken (e.g.
+    /// `upid-agent run --count`).
+    pub after_last_snapshot: Duration,
+    /// After `shutdown` turned true (SIGTERM, SIGINT). Also cuts a drain
+    /// that is already running down to this.
+    pub after_shutdown: Duration,
+}
+
+/// The drain of [`ship`]: a short grace period either way.
+pub const DEFAULT_DRAIN: Drain = Drain {
+    after_last_snapshot: Duration::from_secs(2),
+    after_shutdown: Duration::from_secs(2),
+};
+
 /// Ships snapshots from `snapshots` through `spool` to the collector until
-/// `shutdown` turns true or the snapshot channel closes; returns what it
-/// did. Connection failures are retried forever with backoff.
+/// `shutdown` turns true or the snapshot channel closes, then delivers what
+/// is still unacknowledged for up to 2 s (see [`ship_then_drain`]).
 pub async fn ship(
-    mut spool: Spool,
+    spool: Spool,
+    config: ShipperConfig,
+    node_name: String,
+    snapshots: mpsc::Receiver<Snapshot>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<ShipStats, ShipError> {
+    ship_then_drain(spool, config, node_name, snapshots, shutdown, DEFAULT_DRAIN).await
+}
+
+/// Ships snapshots from `snapshots` through `spool` to the collector;
+/// returns what it did. Connection failures are retried forever with
+/// backoff; only invalid endpoint settings are an error.
+///
+/// Stopping has two steps. When the snapshot channel closes, or `shutdown`
+/// turns true (or its sender is dropped), no more snapshots are taken:
+/// those already queued in the channel are spooled, then the shipper keeps
+/// connecting, replaying and collecting acks until every spooled batch is
+/// acknowledged or the [`Drain`] time is up. [`ShipStats::pending_batches`]
+/// tells which: what is left stays in the spool and is sent by the next run.
+pub async fn ship_then_drain(
+    spool: Spool,
     config: ShipperConfig,
     node_name: String,
     mut snapshots: mpsc::Receiver<Snapshot>,
     mut shutdown: watch::Receiver<bool>,
+    drain: Drain,
 ) -> Result<ShipStats, ShipError> {
     // Reject bad settings up front instead of retrying them forever.
     config.endpoint.endpoint()?;
-    let mut stats = ShipStats {
-        acked_seq: spool.acked_seq(),
-        ..ShipStats::default()
+    let mut s = Shipper::new(spool, config, node_name);
+    let stopped_early = *shutdown.borrow_and_update();
+
+    // Shipping: until the last snapshot or a shutdown.
+    let mut shutdown_seen = stopped_early;
+    let mut deadline = if stopped_early {
+        Instant::now() + drain.after_shutdown
+    } else {
+        loop {
+            s.connect_and_fill().await;
+            tokio::select! {
+                snapshot = snapshots.recv() => match snapshot {
+                    Some(snapshot) => s.spool_snapshot(snapshot).await,
+                    None => break Instant::now() + drain.after_last_snapshot,
+                },
+                msg = next_message(&mut s.conn) => s.handle(msg),
+                _ = tokio::time::sleep_until(s.retry_at), if s.conn.is_none() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow_and_update() {
+                        shutdown_seen = true;
+                        break Instant::now() + drain.after_shutdown;
+                    }
+                }
+            }
+        }
     };
-    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
-    let mut conn: Option<Conn> = None;
-    let mut retry_at = tokio::time::Instant::now();
+
+    // Snapshots already taken are spooled, never thrown away.
+    snapshots.close();
+    while let Ok(snapshot) = snapshots.try_recv() {
+        s.spool_snapshot(snapshot).await;
+    }
+
+    // Draining: deliver what is spooled until it is all acknowledged or the
+    // time is up.
+    tracing::info!(
+        pending = s.spool.pending_batches(),
+        "delivering the spooled batches before stopping"
+    );
     loop {
-        if conn.is_none() && tokio::time::Instant::now() >= retry_at {
-            match open(&config, &mut spool, &node_name).await {
+        if s.drained() || Instant::now() >= deadline {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, s.connect_and_fill())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        if s.drained() {
+            break;
+        }
+        tokio::select! {
+            msg = next_message(&mut s.conn) => s.handle(msg),
+            _ = tokio::time::sleep_until(s.retry_at), if s.conn.is_none() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            changed = shutdown.changed(), if !shutdown_seen => {
+                if changed.is_err() || *shutdown.borrow_and_update() {
+                    shutdown_seen = true;
+                    deadline = deadline.min(Instant::now() + drain.after_shutdown);
+                }
+            }
+        }
+    }
+    s.stats.pending_batches = s.spool.pending_batches();
+    Ok(s.stats)
+}
+
+/// The shipper's state between events.
+struct Shipper {
+    spool: Spool,
+    config: ShipperConfig,
+    node_name: String,
+    stats: ShipStats,
+    backoff: Backoff,
+    conn: Option<Conn>,
+    /// When to try connecting again (while `conn` is `None`).
+    retry_at: Instant,
+}
+
+impl Shipper {
+    fn new(spool: Spool, config: ShipperConfig, node_name: String) -> Shipper {
+        let stats = ShipStats {
+            acked_seq: spool.acked_seq(),
+            ..ShipStats::default()
+        };
+        Shipper {
+            backoff: Backoff::new(config.backoff_initial, config.backoff_max),
+            spool,
+            config,
+            node_name,
+            stats,
+            conn: None,
+            retry_at: Instant::now(),
+        }
+    }
+
+    /// Connects when due, then sends spooled batches while the window has
+    /// room.
+    async fn connect_and_fill(&mut self) {
+        if self.conn.is_none() && Instant::now() >= self.retry_at {
+            match open(&self.config, &mut self.spool, &self.node_name).await {
                 Ok(c) => {
-                    tracing::info!(url = %config.endpoint.url, resume_after = c.sent_up_to, "connected to the collector");
-                    stats.connections += 1;
-                    stats.acked_seq = spool.acked_seq();
-                    backoff.reset();
-                    conn = Some(c);
+                    tracing::info!(url = %self.config.endpoint.url, resume_after = c.sent_up_to, "connected to the collector");
+                    self.stats.connections += 1;
+                    self.stats.acked_seq = self.spool.acked_seq();
+                    self.backoff.reset();
+                    self.conn = Some(c);
                 }
                 Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in = ?delay, pending = spool.pending_batches(), "collector unreachable; batches wait in the spool");
-                    retry_at = tokio::time::Instant::now() + delay;
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, pending = self.spool.pending_batches(), "collector unreachable; batches wait in the spool");
+                    self.retry_at = Instant::now() + delay;
                 }
             }
         }
-        if let Some(c) = &mut conn
-            && let Err(e) = fill_window(c, &mut spool, config.max_in_flight, &mut stats).await
+        if let Some(c) = &mut self.conn
+            && let Err(e) = fill_window(
+                c,
+                &mut self.spool,
+                self.config.max_in_flight,
+                &mut self.stats,
+            )
+            .await
         {
             tracing::warn!(error = %e, "stream to the collector broke while sending");
-            conn = None;
-            retry_at = tokio::time::Instant::now() + backoff.next_delay();
+            self.disconnect();
         }
+    }
 
-        tokio::select! {
-            snapshot = snapshots.recv() => {
-                let Some(snapshot) = snapshot else { break };
-                spool_snapshot(&mut spool, &node_name, snapshot, &mut conn, &mut stats).await;
+    /// Handles what the collector sent (or that the stream ended).
+    fn handle(&mut self, msg: Result<v1::CollectorMessage, tonic::Status>) {
+        match msg {
+            Ok(v1::CollectorMessage {
+                msg: Some(collector_message::Msg::Ack(ack)),
+            }) => {
+                if let Err(e) = self.spool.ack(ack.seq) {
+                    tracing::error!(error = %e, seq = ack.seq, "collector acknowledged a batch this agent never sent; reconnecting");
+                    self.disconnect();
+                } else {
+                    self.stats.acked_seq = self.stats.acked_seq.max(ack.seq);
+                }
             }
-            msg = next_message(&mut conn) => match msg {
-                Ok(v1::CollectorMessage { msg: Some(collector_message::Msg::Ack(ack)) }) => {
-                    if let Err(e) = spool.ack(ack.seq) {
-                        tracing::error!(error = %e, seq = ack.seq, "collector acknowledged a batch this agent never sent; reconnecting");
-                        conn = None;
-                    } else {
-                        stats.acked_seq = stats.acked_seq.max(ack.seq);
-                    }
-                }
-                Ok(other) => tracing::debug!(?other, "ignoring unexpected collector message"),
-                Err(status) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(code = ?status.code(), message = status.message(), retry_in = ?delay, "stream to the collector ended");
-                    conn = None;
-                    retry_at = tokio::time::Instant::now() + delay;
-                }
-            },
-            _ = tokio::time::sleep_until(retry_at), if conn.is_none() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    // Give in-flight acks a moment so a clean stop does not replay needlessly.
-    if let Some(c) = &mut conn {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while spool.acked_seq() < c.sent_up_to {
-            match tokio::time::timeout_at(deadline, c.inbound.message()).await {
-                Ok(Ok(Some(v1::CollectorMessage {
-                    msg: Some(collector_message::Msg::Ack(ack)),
-                }))) => {
-                    if spool.ack(ack.seq).is_ok() {
-                        stats.acked_seq = stats.acked_seq.max(ack.seq);
-                    }
-                }
-                Ok(Ok(Some(_))) => {}
-                _ => break,
+            Ok(other) => tracing::debug!(?other, "ignoring unexpected collector message"),
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "stream to the collector ended");
+                self.disconnect();
             }
         }
     }
-    Ok(stats)
+
+    /// Drops the stream and schedules a reconnect.
+    fn disconnect(&mut self) {
+        self.conn = None;
+        self.retry_at = Instant::now() + self.backoff.next_delay();
+    }
+
+    /// Everything spooled is acknowledged, and so is every batch sent.
+    fn drained(&self) -> bool {
+        self.spool.pending_batches() == 0
+            && self
+                .conn
+                .as_ref()
+                .is_none_or(|c| self.spool.acked_seq() >= c.sent_up_to)
+    }
+
+    /// Encodes the snapshot as the next batch and spools it; if the spool
+    /// cannot take it, sends it from memory when connected.
+    async fn spool_snapshot(&mut self, snapshot: Snapshot) {
+        spool_snapshot(
+            &mut self.spool,
+            &self.node_name,
+            snapshot,
+            &mut self.conn,
+            &mut self.stats,
+        )
+        .await;
+    }
 }
 
 /// Connects, says hello, waits for the welcome and drops from the spool
