@@ -7,5 +7,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod model;
 pub mod wire;

@@ -1,0 +1,289 @@
+//! The commands that query the collector: call, turn the answer into
+//! views, render. Sorting and the empty-result hints live here too.
+
+use std::cmp::Ordering;
+
+use crate::cli::Output;
+use crate::cli::args::{
+    ContainersArgs, DescribeContainerArgs, Format, SortBy, TopArgs, WorkloadsArgs,
+};
+use crate::cli::connect::{Connection, Settings};
+use crate::cli::doctor::now_unix_ns;
+use crate::cli::error::CliError;
+use crate::cli::render::{self, empty_hint};
+use crate::cli::view::{ContainerView, DescribeView, NodeView, WorkloadView};
+use crate::wire::v1;
+
+/// An open connection and the settings it was opened with.
+pub struct Session {
+    settings: Settings,
+    conn: Connection,
+}
+
+impl Session {
+    /// Connects.
+    pub async fn open(settings: Settings) -> Result<Session, CliError> {
+        let conn = settings.connect().await?;
+        Ok(Session { settings, conn })
+    }
+
+    /// The answer of a call, or the error that says what to do.
+    async fn answer<T>(
+        &self,
+        method: &'static str,
+        result: Result<tonic::Response<T>, tonic::Status>,
+        container_id: Option<&str>,
+    ) -> Result<T, CliError> {
+        match result {
+            Ok(r) => Ok(r.into_inner()),
+            Err(status) => Err(self
+                .settings
+                .explain(self.settings.status_error(method, &status, container_id))
+                .await),
+        }
+    }
+
+    /// Agents connected, for empty-result hints (best effort).
+    async fn agents_connected(&self) -> Option<u32> {
+        let info = self
+            .conn
+            .query()
+            .get_server_info(v1::GetServerInfoRequest {})
+            .await
+            .ok()?;
+        Some(info.into_inner().agents_connected)
+    }
+
+    /// `upid get nodes`.
+    pub async fn nodes(&self, format: Format) -> Result<Output, CliError> {
+        let r = self.conn.query().list_nodes(v1::ListNodesRequest {}).await;
+        let mut nodes: Vec<NodeView> = self
+            .answer("ListNodes", r, None)
+            .await?
+            .nodes
+            .iter()
+            .map(NodeView::from)
+            .collect();
+        nodes.sort_by(|a, b| a.node_name.cmp(&b.node_name));
+        let stdout = render::nodes(&nodes, format, now_unix_ns())?;
+        let advice = format!(
+            "start `upid-agent run --collector {}` on each node, or use `upid-collector standalone` on this host",
+            self.settings.target.url
+        );
+        self.with_hint(
+            stdout,
+            format,
+            nodes.is_empty(),
+            "nodes",
+            None,
+            Some(&advice),
+        )
+        .await
+    }
+
+    /// `upid get containers`.
+    pub async fn containers(
+        &self,
+        args: &ContainersArgs,
+        format: Format,
+    ) -> Result<Output, CliError> {
+        let request = v1::ListContainersRequest {
+            node_name: args.node.clone().unwrap_or_default(),
+            include_gone: args.all,
+        };
+        let r = self.conn.query().list_containers(request).await;
+        let mut containers: Vec<ContainerView> = self
+            .answer("ListContainers", r, None)
+            .await?
+            .containers
+            .iter()
+            .map(ContainerView::from)
+            .collect();
+        containers.sort_by(|a, b| (&a.node_name, &a.id).cmp(&(&b.node_name, &b.id)));
+        let stdout = render::containers(&containers, format, now_unix_ns())?;
+        let advice = (!args.all).then_some("add --all to include containers that are gone");
+        self.with_hint(
+            stdout,
+            format,
+            containers.is_empty(),
+            "containers",
+            args.node.as_deref(),
+            advice,
+        )
+        .await
+    }
+
+    /// `upid top`.
+    pub async fn top(&self, args: &TopArgs, format: Format) -> Result<Output, CliError> {
+        let request = v1::TopRequest {
+            node_name: args.node.clone().unwrap_or_default(),
+        };
+        let r = self.conn.query().top(request).await;
+        let mut containers: Vec<ContainerView> = self
+            .answer("Top", r, None)
+            .await?
+            .containers
+            .iter()
+            .map(ContainerView::from)
+            .collect();
+        sort_top(&mut containers, args.sort);
+        let stdout = render::top(&containers, format)?;
+        self.with_hint(
+            stdout,
+            format,
+            containers.is_empty(),
+            "running containers",
+            args.node.as_deref(),
+            None,
+        )
+        .await
+    }
+
+    /// `upid get workloads`.
+    pub async fn workloads(
+        &self,
+        args: &WorkloadsArgs,
+        format: Format,
+    ) -> Result<Output, CliError> {
+        let request = v1::ListWorkloadsRequest {
+            namespace: args.namespace.clone().unwrap_or_default(),
+        };
+        let r = self.conn.query().list_workloads(request).await;
+        let mut workloads: Vec<WorkloadView> = self
+            .answer("ListWorkloads", r, None)
+            .await?
+            .workloads
+            .iter()
+            .map(WorkloadView::from)
+            .collect();
+        workloads.sort_by(|a, b| {
+            (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
+        });
+        let stdout = render::workloads(&workloads, format)?;
+        self.with_hint(
+            stdout,
+            format,
+            workloads.is_empty(),
+            "workloads",
+            None,
+            Some("workloads are Kubernetes pods' owners; `upid get containers` lists everything sampled"),
+        )
+        .await
+    }
+
+    /// `upid describe container ID`.
+    pub async fn describe(
+        &self,
+        args: &DescribeContainerArgs,
+        format: Format,
+    ) -> Result<Output, CliError> {
+        let request = v1::GetContainerRequest {
+            id: args.id.clone(),
+        };
+        let r = self.conn.query().get_container(request).await;
+        let detail = self.answer("GetContainer", r, Some(&args.id)).await?;
+        // Ask for the series by the exact key, so a prefix that became
+        // ambiguous in between cannot pick another container.
+        let key = detail
+            .summary
+            .as_ref()
+            .and_then(|s| s.r#ref.as_ref())
+            .map(|r| {
+                crate::cli::view::container_key(
+                    &r.node_name,
+                    &r.identity.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_else(|| args.id.clone());
+        let end_unix_ns = now_unix_ns();
+        let since_ns = i64::try_from(args.since.as_nanos()).unwrap_or(i64::MAX);
+        let start_unix_ns = end_unix_ns.saturating_sub(since_ns);
+        let step_ns = args
+            .step
+            .map_or(0, |s| i64::try_from(s.as_nanos()).unwrap_or(i64::MAX));
+        let request = v1::GetContainerSeriesRequest {
+            id: key.clone(),
+            start_unix_ns,
+            end_unix_ns,
+            step_ns,
+        };
+        let r = self.conn.query().get_container_series(request).await;
+        let series = self.answer("GetContainerSeries", r, Some(&key)).await;
+        let view = DescribeView::new(
+            &detail,
+            match &series {
+                Ok(s) => Ok((start_unix_ns, end_unix_ns, s)),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+        Ok(Output::ok(render::describe(&view, format, now_unix_ns())?))
+    }
+
+    async fn with_hint(
+        &self,
+        stdout: String,
+        format: Format,
+        empty: bool,
+        what: &str,
+        node: Option<&str>,
+        advice: Option<&str>,
+    ) -> Result<Output, CliError> {
+        let mut out = Output::ok(String::new());
+        if empty && matches!(format, Format::Table | Format::Wide) {
+            let agents = self.agents_connected().await;
+            out.stderr = empty_hint(what, node, agents, advice);
+        } else {
+            out.stdout = stdout;
+        }
+        Ok(out)
+    }
+}
+
+/// Highest first; absent values last; ties by node and id for a stable
+/// order.
+fn sort_top(containers: &mut [ContainerView], by: SortBy) {
+    let key = |c: &ContainerView| match by {
+        SortBy::Cpu => c.cpu_cores,
+        SortBy::Memory => c.memory_working_set_bytes.map(|b| b as f64),
+    };
+    containers.sort_by(|a, b| {
+        let primary = match (key(a), key(b)) {
+            (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        primary.then_with(|| (&a.node_name, &a.id).cmp(&(&b.node_name, &b.id)))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::render::fixtures;
+
+    fn views() -> Vec<ContainerView> {
+        [fixtures::service(), fixtures::docker(), fixtures::pod()]
+            .iter()
+            .map(ContainerView::from)
+            .collect()
+    }
+
+    fn order(c: &[ContainerView]) -> Vec<&str> {
+        c.iter().map(|c| c.node_name.as_str()).collect()
+    }
+
+    #[test]
+    fn top_sorts_by_cpu_then_memory_highest_first_unknown_last() {
+        let mut c = views();
+        sort_top(&mut c, SortBy::Cpu);
+        // pod 1.25 cores, docker 0.253, service unknown.
+        assert_eq!(order(&c), ["node-b", "node-a", "node-a"]);
+        assert_eq!(c[2].unit.as_deref(), Some("ssh.service"));
+        sort_top(&mut c, SortBy::Memory);
+        // pod 1.2Gi, docker 120Mi, service 5Mi.
+        assert_eq!(c[0].node_name, "node-b");
+        assert!(c[1].container_id.is_some());
+        assert_eq!(c[2].unit.as_deref(), Some("ssh.service"));
+    }
+}

@@ -1,0 +1,219 @@
+//! Realistic query API responses for rendering tests: a Docker container
+//! with limits, a Kubernetes pod container, a systemd service.
+
+use crate::wire::v1;
+
+/// "Now" in every fixture: 2023-11-14T22:13:20Z.
+pub const NOW_NS: i64 = 1_700_000_000_000_000_000;
+const S: i64 = 1_000_000_000;
+const MI: u64 = 1024 * 1024;
+
+/// Full id of the Docker container.
+pub const DOCKER_ID: &str = "4f2a9c1e7b3d5a6f8e0c2b4d6a8f0e1c3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a";
+
+fn rates(cpu: f64, ws: u64) -> v1::Rates {
+    v1::Rates {
+        start_unix_ns: NOW_NS - 15 * S,
+        end_unix_ns: NOW_NS - 5 * S,
+        cpu_cores: Some(cpu),
+        cpu_throttled_ratio: Some(0.032),
+        memory_working_set_bytes: Some(ws),
+        memory_peak_bytes: Some(ws + 10 * MI),
+        oom_kills: Some(0),
+        net_rx_bytes_per_s: Some(2048.0),
+        net_tx_bytes_per_s: Some(300.0),
+    }
+}
+
+/// A Docker container limited to 1.5 cores and 512 MiB, using 0.253 cores
+/// and 120 MiB, seen 5 s ago, with 2 OOM kills in its history.
+pub fn docker() -> v1::ContainerSummary {
+    v1::ContainerSummary {
+        r#ref: Some(v1::ContainerRef {
+            node_name: "node-a".into(),
+            identity: Some(v1::CgroupIdentity {
+                cgroup_path: format!("/system.slice/docker-{DOCKER_ID}.scope"),
+                runtime: v1::Runtime::Docker as i32,
+                container_id: DOCKER_ID.into(),
+                ..Default::default()
+            }),
+        }),
+        first_seen_unix_ns: NOW_NS - 3 * 86_400 * S,
+        last_seen_unix_ns: NOW_NS - 5 * S,
+        cpu_limit_millicores: Some(1500),
+        memory_limit_bytes: Some(512 * MI),
+        oom_kills_total: 2,
+        latest: Some(rates(0.2534, 120 * MI)),
+    }
+}
+
+/// A Kubernetes pod container (containerd, Burstable), no limits, 1.2 GiB.
+pub fn pod() -> v1::ContainerSummary {
+    let id = "9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c";
+    v1::ContainerSummary {
+        r#ref: Some(v1::ContainerRef {
+            node_name: "node-b".into(),
+            identity: Some(v1::CgroupIdentity {
+                cgroup_path: format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c.slice/cri-containerd-{id}.scope"
+                ),
+                runtime: v1::Runtime::Containerd as i32,
+                container_id: id.into(),
+                pod_uid: "1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809".into(),
+                qos: v1::QosClass::Burstable as i32,
+                unit: String::new(),
+            }),
+        }),
+        first_seen_unix_ns: NOW_NS - 2 * 3600 * S,
+        last_seen_unix_ns: NOW_NS - 200 * S,
+        cpu_limit_millicores: None,
+        memory_limit_bytes: None,
+        oom_kills_total: 0,
+        latest: Some(rates(1.25, 1229 * MI)),
+    }
+}
+
+/// A systemd service with a single sample so far (no rates yet).
+pub fn service() -> v1::ContainerSummary {
+    v1::ContainerSummary {
+        r#ref: Some(v1::ContainerRef {
+            node_name: "node-a".into(),
+            identity: Some(v1::CgroupIdentity {
+                cgroup_path: "/system.slice/ssh.service".into(),
+                runtime: v1::Runtime::Systemd as i32,
+                unit: "ssh.service".into(),
+                ..Default::default()
+            }),
+        }),
+        first_seen_unix_ns: NOW_NS - 10 * S,
+        last_seen_unix_ns: NOW_NS - 10 * S,
+        cpu_limit_millicores: None,
+        memory_limit_bytes: None,
+        oom_kills_total: 0,
+        latest: Some(v1::Rates {
+            start_unix_ns: NOW_NS - 10 * S,
+            end_unix_ns: NOW_NS - 10 * S,
+            memory_working_set_bytes: Some(5 * MI),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Two nodes: one connected with a small skew, one gone quiet with spool
+/// drops.
+pub fn nodes() -> Vec<v1::Node> {
+    vec![
+        v1::Node {
+            node_name: "node-a".into(),
+            agent_id: "agent-a".into(),
+            agent_version: "0.1.0".into(),
+            cgroup_layout: v1::CgroupLayout::V2 as i32,
+            cpu_count: 8,
+            memory_total_bytes: 32 << 30,
+            last_seen_unix_ns: NOW_NS - 2 * S,
+            last_seq: 4242,
+            containers: 12,
+            connected: true,
+            spool_dropped_batches_total: 0,
+            clock_skew_ns: 120_000_000,
+        },
+        v1::Node {
+            node_name: "node-b".into(),
+            agent_id: "agent-b".into(),
+            agent_version: String::new(),
+            cgroup_layout: v1::CgroupLayout::Hybrid as i32,
+            cpu_count: 4,
+            memory_total_bytes: 16 << 30,
+            last_seen_unix_ns: NOW_NS - 3 * 3600 * S,
+            last_seq: 17,
+            containers: 3,
+            connected: false,
+            spool_dropped_batches_total: 5,
+            clock_skew_ns: -3_500_000_000,
+        },
+    ]
+}
+
+/// One Deployment's summed usage.
+pub fn workloads() -> Vec<v1::Workload> {
+    vec![v1::Workload {
+        namespace: "shop".into(),
+        kind: "Deployment".into(),
+        name: "checkout".into(),
+        containers: 3,
+        cpu_cores: Some(0.75),
+        memory_working_set_bytes: Some(900 * MI),
+    }]
+}
+
+/// The Docker container in detail, with its latest stored sample.
+pub fn detail() -> v1::ContainerDetail {
+    let summary = docker();
+    let identity = summary
+        .r#ref
+        .as_ref()
+        .and_then(|r| r.identity.clone())
+        .unwrap_or_default();
+    v1::ContainerDetail {
+        summary: Some(summary),
+        latest_sample: Some(v1::ContainerSample {
+            identity: Some(identity),
+            timestamp_unix_ns: NOW_NS - 5 * S,
+            cpu: Some(v1::CpuStats {
+                usage_ns: 12_300_000_000,
+                user_ns: Some(10_000_000_000),
+                system_ns: Some(2_300_000_000),
+                periods: 100,
+                throttled_periods: 3,
+                throttled_ns: 9_000_000,
+                limit_millicores: Some(1500),
+                shares: Some(1024),
+            }),
+            memory: Some(v1::MemoryStats {
+                usage_bytes: 150 * MI,
+                working_set_bytes: 120 * MI,
+                rss_bytes: 100 * MI,
+                cache_bytes: 40 * MI,
+                swap_bytes: None,
+                limit_bytes: Some(512 * MI),
+                peak_bytes: 130 * MI,
+                peak_source: v1::PeakSource::KernelReset as i32,
+                oom_kills: 2,
+            }),
+            io: Some(v1::IoStats {
+                read_bytes: MI,
+                write_bytes: 2 * MI,
+                read_ops: 3,
+                write_ops: 4,
+            }),
+            pids: Some(v1::PidsStats {
+                current: 5,
+                limit: None,
+            }),
+            pressure: None,
+            netns_inode: Some(4_026_532_000),
+        }),
+        samples_stored: 1234,
+    }
+}
+
+/// Two five-minute points of the Docker container's series.
+pub fn series() -> v1::GetContainerSeriesResponse {
+    let step = 300 * S;
+    v1::GetContainerSeriesResponse {
+        r#ref: docker().r#ref,
+        step_ns: step,
+        points: vec![
+            v1::Rates {
+                start_unix_ns: NOW_NS - 2 * step,
+                end_unix_ns: NOW_NS - step,
+                ..rates(0.2, 110 * MI)
+            },
+            v1::Rates {
+                start_unix_ns: NOW_NS - step,
+                end_unix_ns: NOW_NS,
+                ..rates(0.3, 121 * MI)
+            },
+        ],
+    }
+}

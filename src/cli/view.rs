@@ -1,0 +1,366 @@
+//! What `-o json` and `-o yaml` print: flat records with unit-named fields,
+//! built from the query API's responses. Field names are a stable interface
+//! for scripts (documented in docs/cli.md); add fields, never rename them.
+
+use serde::Serialize;
+
+use crate::cli::units;
+use crate::model;
+use crate::wire::v1;
+
+/// A node and the agent that reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeView {
+    /// Node name.
+    pub node_name: String,
+    /// Agent that reported the latest tick.
+    pub agent_id: String,
+    /// That agent's version (`null` before its first hello).
+    pub agent_version: Option<String>,
+    /// `v1`, `v2`, `hybrid`, or `null` when unknown.
+    pub cgroup_layout: Option<model::CgroupLayout>,
+    /// Online CPUs.
+    pub cpu_count: u32,
+    /// Physical memory.
+    pub memory_total_bytes: u64,
+    /// Containers in the latest tick.
+    pub containers: u32,
+    /// Whether the agent has an open stream to the collector now.
+    pub connected: bool,
+    /// Latest contact (Unix ns).
+    pub last_seen_unix_ns: i64,
+    /// Latest contact, RFC 3339 UTC.
+    pub last_seen: Option<String>,
+    /// Highest batch sequence stored.
+    pub last_seq: u64,
+    /// Batches the agent's spool had to drop (cumulative).
+    pub spool_dropped_batches_total: u64,
+    /// Agent clock minus collector clock at the last hello.
+    pub clock_skew_ns: i64,
+}
+
+impl From<&v1::Node> for NodeView {
+    fn from(n: &v1::Node) -> Self {
+        NodeView {
+            node_name: n.node_name.clone(),
+            agent_id: n.agent_id.clone(),
+            agent_version: non_empty(&n.agent_version),
+            cgroup_layout: layout(n.cgroup_layout),
+            cpu_count: n.cpu_count,
+            memory_total_bytes: n.memory_total_bytes,
+            containers: n.containers,
+            connected: n.connected,
+            last_seen_unix_ns: n.last_seen_unix_ns,
+            last_seen: units::rfc3339(n.last_seen_unix_ns),
+            last_seq: n.last_seq,
+            spool_dropped_batches_total: n.spool_dropped_batches_total,
+            clock_skew_ns: n.clock_skew_ns,
+        }
+    }
+}
+
+/// A container (or service, or glob-matched cgroup) with its latest usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerView {
+    /// What `upid describe container` takes: the full container id, else
+    /// `NODE:CGROUP_PATH`.
+    pub id: String,
+    /// Node it runs on.
+    pub node_name: String,
+    /// Full 64-hex container id (`null` for services and cgroups).
+    pub container_id: Option<String>,
+    /// `docker`, `containerd`, `crio`, `podman`, `systemd`, `cgroup`, or
+    /// `null` when unknown.
+    pub runtime: Option<model::Runtime>,
+    /// Cgroup path on the node.
+    pub cgroup_path: String,
+    /// Kubernetes pod UID.
+    pub pod_uid: Option<String>,
+    /// Kubernetes QoS class: `guaranteed`, `burstable`, `besteffort`.
+    pub qos: Option<model::QosClass>,
+    /// systemd unit.
+    pub unit: Option<String>,
+    /// First sample (Unix ns).
+    pub first_seen_unix_ns: i64,
+    /// First sample, RFC 3339 UTC.
+    pub first_seen: Option<String>,
+    /// Latest sample (Unix ns).
+    pub last_seen_unix_ns: i64,
+    /// Latest sample, RFC 3339 UTC.
+    pub last_seen: Option<String>,
+    /// CPU used over the latest interval, in cores.
+    pub cpu_cores: Option<f64>,
+    /// Share of CFS periods throttled over the latest interval (0..1).
+    pub cpu_throttled_ratio: Option<f64>,
+    /// CPU limit (`null`: unlimited or unknown).
+    pub cpu_limit_millicores: Option<u64>,
+    /// Working set at the latest interval.
+    pub memory_working_set_bytes: Option<u64>,
+    /// Peak memory in the latest interval.
+    pub memory_peak_bytes: Option<u64>,
+    /// Memory limit (`null`: unlimited or unknown).
+    pub memory_limit_bytes: Option<u64>,
+    /// Network received per second (the container's network namespace).
+    pub net_rx_bytes_per_s: Option<f64>,
+    /// Network sent per second.
+    pub net_tx_bytes_per_s: Option<f64>,
+    /// OOM kills over the whole stored history.
+    pub oom_kills_total: u64,
+    /// Start of the interval the usage fields cover (Unix ns).
+    pub usage_start_unix_ns: Option<i64>,
+    /// End of that interval (Unix ns).
+    pub usage_end_unix_ns: Option<i64>,
+}
+
+impl From<&v1::ContainerSummary> for ContainerView {
+    fn from(c: &v1::ContainerSummary) -> Self {
+        let (node_name, identity) = match &c.r#ref {
+            Some(r) => (r.node_name.clone(), r.identity.clone().unwrap_or_default()),
+            None => (String::new(), v1::CgroupIdentity::default()),
+        };
+        let container_id = non_empty(&identity.container_id);
+        let latest = c.latest.unwrap_or_default();
+        let has_interval = c.latest.is_some() && latest.end_unix_ns > 0;
+        ContainerView {
+            id: container_key(&node_name, &identity),
+            node_name,
+            container_id,
+            runtime: runtime(identity.runtime),
+            cgroup_path: identity.cgroup_path.clone(),
+            pod_uid: non_empty(&identity.pod_uid),
+            qos: qos(identity.qos),
+            unit: non_empty(&identity.unit),
+            first_seen_unix_ns: c.first_seen_unix_ns,
+            first_seen: units::rfc3339(c.first_seen_unix_ns),
+            last_seen_unix_ns: c.last_seen_unix_ns,
+            last_seen: units::rfc3339(c.last_seen_unix_ns),
+            cpu_cores: latest.cpu_cores,
+            cpu_throttled_ratio: latest.cpu_throttled_ratio,
+            cpu_limit_millicores: c.cpu_limit_millicores,
+            memory_working_set_bytes: latest.memory_working_set_bytes,
+            memory_peak_bytes: latest.memory_peak_bytes,
+            memory_limit_bytes: c.memory_limit_bytes,
+            net_rx_bytes_per_s: latest.net_rx_bytes_per_s,
+            net_tx_bytes_per_s: latest.net_tx_bytes_per_s,
+            oom_kills_total: c.oom_kills_total,
+            usage_start_unix_ns: has_interval.then_some(latest.start_unix_ns),
+            usage_end_unix_ns: has_interval.then_some(latest.end_unix_ns),
+        }
+    }
+}
+
+impl ContainerView {
+    /// 12-hex container id, or the cgroup path for cgroups without one.
+    pub fn short_id(&self) -> &str {
+        match &self.container_id {
+            Some(id) => id.get(..12).unwrap_or(id),
+            None => &self.cgroup_path,
+        }
+    }
+
+    /// Full container id, or the cgroup path.
+    pub fn full_id(&self) -> &str {
+        self.container_id.as_deref().unwrap_or(&self.cgroup_path)
+    }
+
+    /// Pod UID, else systemd unit, else `-`.
+    pub fn pod_or_unit(&self) -> &str {
+        self.pod_uid
+            .as_deref()
+            .or(self.unit.as_deref())
+            .unwrap_or(units::NONE)
+    }
+
+    /// CPU used as a share of the limit.
+    pub fn cpu_of_limit(&self) -> Option<f64> {
+        let limit = self.cpu_limit_millicores.filter(|l| *l > 0)?;
+        Some(self.cpu_cores? * 1000.0 / limit as f64)
+    }
+
+    /// Working set as a share of the limit.
+    pub fn memory_of_limit(&self) -> Option<f64> {
+        let limit = self.memory_limit_bytes.filter(|l| *l > 0)?;
+        Some(self.memory_working_set_bytes? as f64 / limit as f64)
+    }
+}
+
+/// A workload (Kubernetes owner) with its containers' summed usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadView {
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Owner kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Owner name.
+    pub name: String,
+    /// Containers counted.
+    pub containers: u32,
+    /// CPU used, in cores.
+    pub cpu_cores: Option<f64>,
+    /// Working set.
+    pub memory_working_set_bytes: Option<u64>,
+}
+
+impl From<&v1::Workload> for WorkloadView {
+    fn from(w: &v1::Workload) -> Self {
+        WorkloadView {
+            namespace: w.namespace.clone(),
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+            containers: w.containers,
+            cpu_cores: w.cpu_cores,
+            memory_working_set_bytes: w.memory_working_set_bytes,
+        }
+    }
+}
+
+/// Usage over one interval of a series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointView {
+    /// Interval start (Unix ns).
+    pub start_unix_ns: i64,
+    /// Interval end (Unix ns).
+    pub end_unix_ns: i64,
+    /// Interval start, RFC 3339 UTC.
+    pub start: Option<String>,
+    /// CPU used, in cores.
+    pub cpu_cores: Option<f64>,
+    /// Share of CFS periods throttled (0..1).
+    pub cpu_throttled_ratio: Option<f64>,
+    /// Largest working set in the interval.
+    pub memory_working_set_bytes: Option<u64>,
+    /// Largest peak in the interval.
+    pub memory_peak_bytes: Option<u64>,
+    /// OOM kills in the interval.
+    pub oom_kills: Option<u64>,
+    /// Network received per second.
+    pub net_rx_bytes_per_s: Option<f64>,
+    /// Network sent per second.
+    pub net_tx_bytes_per_s: Option<f64>,
+}
+
+impl From<&v1::Rates> for PointView {
+    fn from(r: &v1::Rates) -> Self {
+        PointView {
+            start_unix_ns: r.start_unix_ns,
+            end_unix_ns: r.end_unix_ns,
+            start: units::rfc3339(r.start_unix_ns),
+            cpu_cores: r.cpu_cores,
+            cpu_throttled_ratio: r.cpu_throttled_ratio,
+            memory_working_set_bytes: r.memory_working_set_bytes,
+            memory_peak_bytes: r.memory_peak_bytes,
+            oom_kills: r.oom_kills,
+            net_rx_bytes_per_s: r.net_rx_bytes_per_s,
+            net_tx_bytes_per_s: r.net_tx_bytes_per_s,
+        }
+    }
+}
+
+/// A container's recent usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesView {
+    /// Start of the range asked for (Unix ns).
+    pub start_unix_ns: i64,
+    /// End of the range (Unix ns).
+    pub end_unix_ns: i64,
+    /// Width of each point.
+    pub step_ns: i64,
+    /// The points, oldest first.
+    pub points: Vec<PointView>,
+}
+
+/// Everything `upid describe container` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DescribeView {
+    /// The container and its latest usage.
+    pub container: ContainerView,
+    /// Samples stored for it.
+    pub samples_stored: u64,
+    /// The latest sample as stored: cumulative counters, as the agent read
+    /// them (the same shape as `upid-agent sample -o json` containers).
+    pub latest_sample: Option<model::ContainerSample>,
+    /// The recent series, when it could be fetched.
+    pub series: Option<SeriesView>,
+    /// Why the series is missing.
+    pub series_error: Option<String>,
+}
+
+impl DescribeView {
+    /// Builds the view from the detail and, if fetched, the series.
+    pub fn new(
+        detail: &v1::ContainerDetail,
+        series: Result<(i64, i64, &v1::GetContainerSeriesResponse), String>,
+    ) -> Self {
+        let container = detail
+            .summary
+            .as_ref()
+            .map(ContainerView::from)
+            .unwrap_or_else(|| ContainerView::from(&v1::ContainerSummary::default()));
+        let latest_sample = detail
+            .latest_sample
+            .clone()
+            .and_then(|s| model::ContainerSample::try_from(s).ok());
+        let (series, series_error) = match series {
+            Ok((start_unix_ns, end_unix_ns, s)) => (
+                Some(SeriesView {
+                    start_unix_ns,
+                    end_unix_ns,
+                    step_ns: s.step_ns,
+                    points: s.points.iter().map(PointView::from).collect(),
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        DescribeView {
+            container,
+            samples_stored: detail.samples_stored,
+            latest_sample,
+            series,
+            series_error,
+        }
+    }
+}
+
+/// The store key of a container: its full id, else `NODE:CGROUP_PATH`.
+pub fn container_key(node_name: &str, identity: &v1::CgroupIdentity) -> String {
+    if identity.container_id.is_empty() {
+        format!("{node_name}:{}", identity.cgroup_path)
+    } else {
+        identity.container_id.clone()
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn runtime(value: i32) -> Option<model::Runtime> {
+    match v1::Runtime::try_from(value).ok()? {
+        v1::Runtime::Docker => Some(model::Runtime::Docker),
+        v1::Runtime::Containerd => Some(model::Runtime::Containerd),
+        v1::Runtime::Crio => Some(model::Runtime::Crio),
+        v1::Runtime::Podman => Some(model::Runtime::Podman),
+        v1::Runtime::Systemd => Some(model::Runtime::Systemd),
+        v1::Runtime::Cgroup => Some(model::Runtime::Cgroup),
+        v1::Runtime::Unspecified => None,
+    }
+}
+
+fn qos(value: i32) -> Option<model::QosClass> {
+    match v1::QosClass::try_from(value).ok()? {
+        v1::QosClass::Guaranteed => Some(model::QosClass::Guaranteed),
+        v1::QosClass::Burstable => Some(model::QosClass::Burstable),
+        v1::QosClass::BestEffort => Some(model::QosClass::BestEffort),
+        v1::QosClass::Unspecified => None,
+    }
+}
+
+fn layout(value: i32) -> Option<model::CgroupLayout> {
+    match v1::CgroupLayout::try_from(value).ok()? {
+        v1::CgroupLayout::V1 => Some(model::CgroupLayout::V1),
+        v1::CgroupLayout::V2 => Some(model::CgroupLayout::V2),
+        v1::CgroupLayout::Hybrid => Some(model::CgroupLayout::Hybrid),
+        v1::CgroupLayout::Unspecified => None,
+    }
+}
