@@ -11,6 +11,11 @@ mod agent_proc;
 mod agent_tick;
 mod cgroups;
 mod child;
+mod collector;
+mod collector_load;
+mod collector_proc;
+mod collector_prom;
+mod collector_sim;
 mod exporter;
 mod file_costs;
 mod interrupt;
@@ -40,6 +45,10 @@ enum Command {
     /// Issue #2: agent CPU per container per tick, CPU share and memory,
     /// with real cgroups, compared with prometheus-node-exporter.
     Agent(agent::AgentArgs),
+    /// Issue #3: collector ingest rate, ack latency and bytes per stored
+    /// value, with simulated agents against a real `upid-collector serve`,
+    /// compared with Prometheus's TSDB.
+    Collector(collector::CollectorArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,14 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Agent(args) => agent::run(args, &interrupt).map(|report| {
+            if args.json {
+                eprint!("{}", report.summary());
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.summary());
+            }
+        }),
+        Command::Collector(args) => collector::run(args, &interrupt).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
                 println!("{}", report.to_json());

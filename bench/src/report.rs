@@ -12,6 +12,8 @@ pub enum Bound {
     AtMost,
     /// The value must be below the target.
     Below,
+    /// The value must be at least the target.
+    AtLeast,
 }
 
 impl Bound {
@@ -19,6 +21,7 @@ impl Bound {
         match self {
             Bound::AtMost => "≤",
             Bound::Below => "<",
+            Bound::AtLeast => "≥",
         }
     }
 }
@@ -47,6 +50,7 @@ impl Goal {
         self.value.map(|v| match self.bound {
             Bound::AtMost => v <= self.target,
             Bound::Below => v < self.target,
+            Bound::AtLeast => v >= self.target,
         })
     }
 
@@ -81,7 +85,11 @@ impl Goal {
             "description": self.description,
             "value": self.value,
             "target": self.target,
-            "bound": match self.bound { Bound::AtMost => "at_most", Bound::Below => "below" },
+            "bound": match self.bound {
+                Bound::AtMost => "at_most",
+                Bound::Below => "below",
+                Bound::AtLeast => "at_least",
+            },
             "unit": self.unit,
             "verdict": self.verdict(),
         })
@@ -126,6 +134,10 @@ mod tests {
         };
         assert_eq!(g.verdict(), "PASS");
         g.bound = Bound::Below;
+        assert_eq!(g.verdict(), "MISS");
+        g.bound = Bound::AtLeast;
+        assert_eq!(g.verdict(), "PASS");
+        g.value = Some(24_999.0);
         assert_eq!(g.verdict(), "MISS");
         g.value = None;
         assert_eq!(g.verdict(), "n/a");
