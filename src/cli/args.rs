@@ -179,7 +179,8 @@ pub struct DescribeContainerArgs {
     /// How far back the recent series goes.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub since: Duration,
-    /// Width of each point of the series (default: the collector chooses).
+    /// Width of each point of the series (default: a round step giving
+    /// about 12 points, e.g. 5m for 1h).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub step: Option<Duration>,
 }

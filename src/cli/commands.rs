@@ -2,6 +2,7 @@
 //! views, render. Sorting and the empty-result hints live here too.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use crate::cli::Output;
 use crate::cli::args::{
@@ -198,9 +199,8 @@ impl Session {
         let end_unix_ns = now_unix_ns();
         let since_ns = i64::try_from(args.since.as_nanos()).unwrap_or(i64::MAX);
         let start_unix_ns = end_unix_ns.saturating_sub(since_ns);
-        let step_ns = args
-            .step
-            .map_or(0, |s| i64::try_from(s.as_nanos()).unwrap_or(i64::MAX));
+        let step = args.step.unwrap_or_else(|| default_step(args.since));
+        let step_ns = i64::try_from(step.as_nanos()).unwrap_or(i64::MAX);
         let request = v1::GetContainerSeriesRequest {
             id: key.clone(),
             start_unix_ns,
@@ -239,6 +239,26 @@ impl Session {
     }
 }
 
+/// Points `describe` shows without `--step`: a short series.
+const DEFAULT_SERIES_POINTS: u64 = 12;
+
+/// Round steps, shortest first.
+const ROUND_STEPS_S: &[u64] = &[
+    10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
+];
+
+/// The step for about [`DEFAULT_SERIES_POINTS`] points over `since`: the
+/// smallest round step at least `since / 12` (10 s at least, a day at most).
+pub fn default_step(since: Duration) -> Duration {
+    let wanted_s = since.as_secs().div_ceil(DEFAULT_SERIES_POINTS);
+    let step_s = ROUND_STEPS_S
+        .iter()
+        .copied()
+        .find(|s| *s >= wanted_s)
+        .unwrap_or(86_400);
+    Duration::from_secs(step_s)
+}
+
 /// Highest first; absent values last; ties by node and id for a stable
 /// order.
 fn sort_top(containers: &mut [ContainerView], by: SortBy) {
@@ -271,6 +291,16 @@ mod tests {
 
     fn order(c: &[ContainerView]) -> Vec<&str> {
         c.iter().map(|c| c.node_name.as_str()).collect()
+    }
+
+    #[test]
+    fn describe_defaults_to_about_a_dozen_round_steps() {
+        let step = |s: u64| default_step(Duration::from_secs(s)).as_secs();
+        assert_eq!(step(3600), 300);
+        assert_eq!(step(600), 60);
+        assert_eq!(step(86_400), 7200);
+        assert_eq!(step(30), 10);
+        assert_eq!(step(90 * 86_400), 86_400);
     }
 
     #[test]
