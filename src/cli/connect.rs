@@ -14,7 +14,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::cli::args::ConnectArgs;
-use crate::cli::error::{CliError, SchemeMismatch, TransportFailure, classify, error_chain};
+use crate::cli::error::{
+    CliError, SchemeMismatch, TlsProblem, TransportFailure, classify, error_chain,
+};
 use crate::cli::probe::{self, Speaks};
 use crate::wire::v1::query_service_client::QueryServiceClient;
 
@@ -368,19 +370,28 @@ impl Settings {
                 cause: detail,
             },
             Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled => {
-                let chain = match std::error::Error::source(status) {
-                    Some(source) => format!("{detail}: {}", error_chain(source)),
-                    None => detail.clone(),
-                };
-                match classify(&chain) {
-                    TransportFailure::Other if status.code() != Code::Unavailable => {
-                        CliError::Rpc {
-                            server,
-                            method,
-                            code: format!("{:?}", status.code()),
-                            detail,
+                // A status with a source was made on this side from a
+                // transport error; one without came from the collector.
+                let source = std::error::Error::source(status);
+                let chain = match source {
+                    Some(source) => {
+                        let rest = error_chain(source);
+                        if detail == "transport error" || rest.contains(&detail) {
+                            rest
+                        } else {
+                            format!("{detail}: {rest}")
                         }
                     }
+                    None => detail.clone(),
+                };
+                let from_transport = source.is_some() || status.code() == Code::Unavailable;
+                match classify(&chain) {
+                    TransportFailure::Other if !from_transport => CliError::Rpc {
+                        server,
+                        method,
+                        code: format!("{:?}", status.code()),
+                        detail,
+                    },
                     _ => self.transport_error(&chain),
                 }
             }
@@ -410,17 +421,50 @@ impl Settings {
         let Some(addr) = addrs.first() else {
             return err;
         };
-        match probe::sniff(*addr, self.timeout).await {
-            Ok(speaks) => match mismatch(self.target.tls, &speaks) {
-                Some(mismatch) => CliError::SchemeMismatch {
-                    server: self.target.url.clone(),
-                    mismatch,
-                },
-                None => err,
-            },
-            Err(_) => err,
+        let speaks = match probe::sniff(*addr, self.timeout).await {
+            Ok(speaks) => speaks,
+            Err(_) => return err,
+        };
+        if let Some(mismatch) = mismatch(self.target.tls, &speaks) {
+            return CliError::SchemeMismatch {
+                server: self.target.url.clone(),
+                mismatch,
+            };
         }
+        // With TLS 1.3 a collector that wants a client certificate finds
+        // out only after the handshake, and hangs up without a word the
+        // client sees.
+        if self.target.tls
+            && !self.client_cert
+            && !matches!(err, CliError::Tls { .. })
+            && hung_up(&err.cause())
+        {
+            return CliError::Tls {
+                server: self.target.url.clone(),
+                cause: format!(
+                    "the collector closed the connection after the handshake ({}), as one that requires a client certificate does",
+                    err.cause()
+                ),
+                problem: TlsProblem::ClientCertRequired,
+            };
+        }
+        err
     }
+}
+
+/// Whether a failure reads as the connection going away under the call
+/// (rather than an answer from the collector).
+fn hung_up(cause: &str) -> bool {
+    let c = cause.to_ascii_lowercase();
+    [
+        "connection closed",
+        "operation was canceled",
+        "connection reset",
+        "broken pipe",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|n| c.contains(n))
 }
 
 /// Whether what a port speaks contradicts the URL's scheme.
@@ -583,6 +627,39 @@ mod tests {
         assert!(matches!(e, CliError::Timeout { .. }), "{e}");
         let e = s.status_error("Top", &tonic::Status::unimplemented(""), None);
         assert!(e.to_string().contains("upgrade the collector"), "{e}");
+    }
+
+    #[test]
+    fn hang_ups_are_told_from_answers() {
+        assert!(hung_up(
+            "connection error: stream closed because of a broken pipe"
+        ));
+        assert!(hung_up("operation was canceled: connection closed"));
+        assert!(!hung_up("Internal: ListNodes: database is locked"));
+    }
+
+    #[test]
+    fn client_side_transport_statuses_are_connection_errors() {
+        let s = Settings::from_args(&args("http://127.0.0.1:7070"), None).expect("settings");
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateRequired",
+        );
+        let status = tonic::Status::from_error(Box::new(io));
+        let e = s.status_error("ListNodes", &status, None);
+        assert!(
+            matches!(
+                e,
+                CliError::Tls {
+                    problem: TlsProblem::ClientCertRequired,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // The same code sent by the collector is its answer, kept as is.
+        let e = s.status_error("ListNodes", &tonic::Status::internal("db locked"), None);
+        assert!(matches!(e, CliError::Rpc { .. }), "{e}");
     }
 
     #[test]

@@ -389,7 +389,9 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut next = Some(err);
     while let Some(e) = next {
         let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+        // tonic's wrapper says nothing its source does not say better.
+        let generic = text == "transport error" && e.source().is_some();
+        if !generic && !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         next = e.source();

@@ -120,42 +120,44 @@ pub fn node_check(n: &v1::Node, now_unix_ns: i64, server: &str) -> Check {
         n.spool_dropped_batches_total
     );
     let quiet = !n.connected && now_unix_ns.saturating_sub(n.last_seen_unix_ns) > QUIET_AGENT_NS;
+    let mut fixes = Vec::new();
     if quiet {
-        Check::warn(
-            name,
-            detail,
-            format!(
-                "check that upid-agent runs on {} and reaches {server} (its log says why it cannot)",
-                n.node_name
-            ),
-        )
-    } else if n.clock_skew_ns.abs() > MAX_CLOCK_SKEW_NS {
-        Check::warn(
-            name,
-            detail,
-            format!(
-                "synchronise {}'s clock with NTP: sample times from it are off by {}",
-                n.node_name,
-                skew(n.clock_skew_ns)
-            ),
-        )
-    } else if n.spool_dropped_batches_total > 0 {
-        Check::warn(
-            name,
-            detail,
-            format!(
-                "{} batches from {} were lost while the agent could not deliver: keep it connected, or give it a larger spool (upid-agent --spool-max-mib)",
-                n.spool_dropped_batches_total, n.node_name
-            ),
-        )
-    } else {
-        Check::pass(name, detail)
+        fixes.push(format!(
+            "check that upid-agent runs on {} and reaches {server} (its log says why it cannot)",
+            n.node_name
+        ));
     }
+    if n.clock_skew_ns.abs() > MAX_CLOCK_SKEW_NS {
+        fixes.push(format!(
+            "synchronise {}'s clock with NTP: sample times from it are off by {}",
+            n.node_name,
+            skew(n.clock_skew_ns)
+        ));
+    }
+    if n.spool_dropped_batches_total > 0 {
+        fixes.push(format!(
+            "{} batches from {} were lost while the agent could not deliver: keep it connected, or give it a larger spool (upid-agent --spool-max-mib)",
+            n.spool_dropped_batches_total, n.node_name
+        ));
+    }
+    if fixes.is_empty() {
+        Check::pass(name, detail)
+    } else {
+        Check::warn(name, detail, fixes.join("; "))
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Whether anything reports to the collector.
 pub fn agents_check(agents_connected: u32, nodes: usize, server: &str) -> Check {
-    let detail = format!("{agents_connected} agents connected, {nodes} nodes reporting");
+    let detail = format!(
+        "{} connected, {} reporting",
+        plural(agents_connected as usize, "agent", "agents"),
+        plural(nodes, "node", "nodes")
+    );
     if nodes == 0 && agents_connected == 0 {
         Check::warn(
             "agents",
@@ -561,6 +563,14 @@ mod tests {
         let c = node_check(&dropping, NOW, "http://c:7070");
         assert_eq!(c.status, Status::Warn);
         assert!(c.fix.as_deref().unwrap_or("").contains("7 batches"));
+        let both = v1::Node {
+            clock_skew_ns: -5_000_000_000,
+            ..dropping
+        };
+        let fix = node_check(&both, NOW, "http://c:7070")
+            .fix
+            .unwrap_or_default();
+        assert!(fix.contains("NTP") && fix.contains("7 batches"), "{fix}");
         let quiet = v1::Node {
             connected: false,
             last_seen_unix_ns: NOW - 600_000_000_000,
