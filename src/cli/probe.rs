@@ -73,7 +73,8 @@ pub fn classify_reply(bytes: &[u8], closed: bool) -> Speaks {
     if bytes.len() >= 2 && (0x14..=0x17).contains(&bytes[0]) && bytes[1] == 0x03 {
         return Speaks::Tls;
     }
-    if bytes.starts_with(b"HTTP/") {
+    // A status line, or an HTML error page from a server too old to send one.
+    if bytes.starts_with(b"HTTP/") || bytes.starts_with(b"<") {
         return Speaks::Http1;
     }
     let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -151,6 +152,7 @@ mod tests {
             classify_reply(b"HTTP/1.1 400 Bad Request\r\n", true),
             Speaks::Http1
         );
+        assert_eq!(classify_reply(b"<!DOCTYPE HTML>", true), Speaks::Http1);
         assert_eq!(
             classify_reply(b"SSH-2.0-OpenSSH", false),
             Speaks::Unknown("53 53 48 2d 32 2e 30 2d".into())

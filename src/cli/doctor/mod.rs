@@ -286,12 +286,13 @@ async fn diagnose(
                     "not used (http://); the collector speaks plain HTTP/2",
                 )
             } else {
-                Check::pass(
+                Check::warn(
                     "tls",
                     format!(
-                        "not used (http://); the port answered {}",
+                        "not used (http://), but the port answered {} to a plain HTTP/2 hello",
                         speaks.describe()
                     ),
+                    "check that --server points at upid-collector's gRPC port (default 7070)",
                 )
             });
             conn
