@@ -52,7 +52,11 @@ pub enum QueryError {
         id: String,
     },
     /// The prefix matches several containers.
-    #[error("{id:?} matches {count} containers ({}): give more characters", candidates.join(", "))]
+    #[error(
+        "{id:?} matches {count} containers ({}{}): give more characters",
+        candidates.join(", "),
+        if *count > candidates.len() { ", ..." } else { "" }
+    )]
     AmbiguousContainer {
         /// The id asked for.
         id: String,
@@ -71,8 +75,8 @@ pub enum QueryError {
         /// Minimum prefix length.
         min: usize,
     },
-    /// The time range is empty or reversed.
-    #[error("invalid range: end {end_unix_ns} is not after start {start_unix_ns}")]
+    /// The time range is empty, reversed, or starts before the Unix epoch.
+    #[error("invalid range [{start_unix_ns}, {end_unix_ns}): give 0 <= start < end, in Unix ns")]
     InvalidRange {
         /// Range start.
         start_unix_ns: i64,
@@ -454,7 +458,8 @@ net AS (
     GROUP BY bucket
 )
 SELECT $2::BIGINT + agg.bucket * $4::BIGINT AS start_ts,
-       least($2::BIGINT + (agg.bucket + 1) * $4::BIGINT, $3::BIGINT) AS end_ts,
+       least($2::HUGEINT + (agg.bucket + 1)::HUGEINT * $4::HUGEINT, $3::HUGEINT)::BIGINT
+           AS end_ts,
        agg.samples, agg.cpu_cores, agg.throttled, agg.ws, agg.peak, agg.oom, net.rx, net.tx
 FROM agg LEFT JOIN net USING (bucket)
 ORDER BY agg.bucket";
@@ -677,6 +682,31 @@ impl Reader {
         self.latest_rates(now_unix_ns, cutoff, node, None, false)
     }
 
+    /// Containers (on `node`, or everywhere) with their latest rates, by
+    /// node then key: what [`Reader::list_containers`] lists, plus
+    /// [`TopEntry::latest`]. Gone containers only with `include_gone`; their
+    /// rates are those of their last two samples, however old.
+    pub fn list_containers_with_rates(
+        &self,
+        node: Option<&str>,
+        include_gone: bool,
+        now_unix_ns: i64,
+    ) -> Result<Vec<TopEntry>, QueryError> {
+        let cutoff = if include_gone {
+            i64::MIN
+        } else {
+            now_unix_ns
+                .saturating_sub(GONE_AFTER_NS)
+                .saturating_sub(LOOKBACK_NS)
+        };
+        let mut entries = self.latest_rates(now_unix_ns, cutoff, node, None, include_gone)?;
+        entries.sort_by(|a, b| {
+            (&a.container.node_name, &a.container.key)
+                .cmp(&(&b.container.node_name, &b.container.key))
+        });
+        Ok(entries)
+    }
+
     fn latest_rates(
         &self,
         now_unix_ns: i64,
@@ -745,8 +775,8 @@ impl Reader {
     }
 
     /// A container's usage from `start_unix_ns` (inclusive) to `end_unix_ns`
-    /// (exclusive), one point per `step_ns` (0: about 300 points, at least
-    /// 1 s each). `id` is a full container id, a unique prefix of one (at
+    /// (exclusive; `0 <= start < end`), one point per `step_ns` (0: about
+    /// 300 points, at least 1 s each; at most [`MAX_SERIES_POINTS`]). `id` is a full container id, a unique prefix of one (at
     /// least [`MIN_ID_PREFIX`] characters), or `<node>:<cgroup_path>`.
     pub fn series(
         &self,
@@ -755,7 +785,7 @@ impl Reader {
         end_unix_ns: i64,
         step_ns: i64,
     ) -> Result<Series, QueryError> {
-        if end_unix_ns <= start_unix_ns {
+        if start_unix_ns < 0 || end_unix_ns <= start_unix_ns {
             return Err(QueryError::InvalidRange {
                 start_unix_ns,
                 end_unix_ns,
