@@ -74,8 +74,13 @@ impl Collector {
         let deadline = Instant::now() + READY_TIMEOUT;
         collector.grpc = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
-                panic!("no ready line from upid-collector within {READY_TIMEOUT:?} ({e})")
+            let line = rx.recv_timeout(left).unwrap_or_else(|e| match e {
+                mpsc::RecvTimeoutError::Timeout => {
+                    panic!("no ready line from upid-collector within {READY_TIMEOUT:?}")
+                }
+                mpsc::RecvTimeoutError::Disconnected => {
+                    panic!("upid-collector exited before its ready line")
+                }
             });
             if let Some(grpc) = ready_grpc(&line) {
                 break grpc;
@@ -621,11 +626,11 @@ fn tls_and_token_problems_are_found_and_explained() {
     make_certificates(d);
     std::fs::write(
         d.join("tokens"),
-        "cli s3cret-query query\nnode1 s3cret-agent agent\n",
+        "cli s3cret-query-0123456789 query\nnode1 s3cret-agent-0123456789 agent\n",
     )
     .expect("tokens file");
-    std::fs::write(d.join("query.token"), "s3cret-query\n").expect("token");
-    std::fs::write(d.join("agent.token"), "s3cret-agent\n").expect("token");
+    std::fs::write(d.join("query.token"), "s3cret-query-0123456789\n").expect("token");
+    std::fs::write(d.join("agent.token"), "s3cret-agent-0123456789\n").expect("token");
     let path = |f: &str| d.join(f).display().to_string();
     let collector = Collector::start(
         d,

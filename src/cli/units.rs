@@ -132,10 +132,15 @@ pub fn age(now_unix_ns: i64, then_unix_ns: i64) -> String {
 /// A signed duration in seconds for clock skews: `+0.120s`, `-3.5s`.
 pub fn skew(ns: i64) -> String {
     let s = ns as f64 / NS_PER_S as f64;
-    if s.abs() < 10.0 {
+    let text = if s.abs() < 10.0 {
         format!("{s:+.3}s")
     } else {
         format!("{s:+.1}s")
+    };
+    // A few nanoseconds behind is no skew: not `-0.000s`.
+    match text.as_str() {
+        "-0.000s" => "+0.000s".into(),
+        _ => text,
     }
 }
 
@@ -243,6 +248,7 @@ mod tests {
         assert_eq!(skew(120_000_000), "+0.120s");
         assert_eq!(skew(-3_500_000_000), "-3.500s");
         assert_eq!(skew(-35 * NS_PER_S), "-35.0s");
+        assert_eq!(skew(-20_000), "+0.000s");
         assert_eq!(duration_ns(300 * NS_PER_S), "5m");
         assert_eq!(duration_ns(0), "-");
     }

@@ -59,6 +59,46 @@ impl From<&v1::Node> for NodeView {
     }
 }
 
+/// A node whose agent has no stream open and sent nothing for this long is
+/// silent.
+pub const SILENT_AFTER_NS: i64 = 60_000_000_000;
+
+/// Whether a node's data is flowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeStatus {
+    /// The agent has a stream open to the collector.
+    Connected,
+    /// No stream, but data arrived within [`SILENT_AFTER_NS`] (a
+    /// standalone collector's own node, or an agent reconnecting).
+    Reporting,
+    /// No stream and nothing for longer.
+    Disconnected,
+}
+
+impl NodeStatus {
+    /// Of `connected` and `last_seen_unix_ns` at `now_unix_ns`.
+    pub fn of(connected: bool, last_seen_unix_ns: i64, now_unix_ns: i64) -> Self {
+        if connected {
+            NodeStatus::Connected
+        } else if last_seen_unix_ns > 0
+            && now_unix_ns.saturating_sub(last_seen_unix_ns) <= SILENT_AFTER_NS
+        {
+            NodeStatus::Reporting
+        } else {
+            NodeStatus::Disconnected
+        }
+    }
+
+    /// Name for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Connected => "Connected",
+            NodeStatus::Reporting => "Reporting",
+            NodeStatus::Disconnected => "Disconnected",
+        }
+    }
+}
+
 /// A container (or service, or glob-matched cgroup) with its latest usage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerView {

@@ -21,15 +21,13 @@ use crate::cli::connect::{Connection, Settings, Target, mismatch};
 use crate::cli::error::CliError;
 use crate::cli::probe::{self, Speaks};
 use crate::cli::units::{age, skew};
+use crate::cli::view::NodeStatus;
 use crate::wire::v1;
 
 pub use report::{Check, MAX_CLOCK_SKEW_NS, Report, Status};
 
 /// This client's version.
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// An agent not heard from for this long while disconnected is reported.
-const QUIET_AGENT_NS: i64 = 60_000_000_000;
 
 /// Nanoseconds since the Unix epoch on this machine's clock.
 pub fn now_unix_ns() -> i64 {
@@ -107,10 +105,11 @@ pub fn node_check(n: &v1::Node, now_unix_ns: i64, server: &str) -> Check {
     } else {
         format!(" {}", n.agent_version)
     };
-    let state = if n.connected {
-        "connected"
-    } else {
-        "not connected"
+    let status = NodeStatus::of(n.connected, n.last_seen_unix_ns, now_unix_ns);
+    let state = match status {
+        NodeStatus::Connected => "connected",
+        NodeStatus::Reporting => "reporting",
+        NodeStatus::Disconnected => "not connected",
     };
     let detail = format!(
         "agent {}{version} {state}, last seen {} ago, clock skew {}, spool drops {}",
@@ -119,7 +118,7 @@ pub fn node_check(n: &v1::Node, now_unix_ns: i64, server: &str) -> Check {
         skew(n.clock_skew_ns),
         n.spool_dropped_batches_total
     );
-    let quiet = !n.connected && now_unix_ns.saturating_sub(n.last_seen_unix_ns) > QUIET_AGENT_NS;
+    let quiet = status == NodeStatus::Disconnected;
     let mut fixes = Vec::new();
     if quiet {
         fixes.push(format!(

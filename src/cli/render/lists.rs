@@ -6,7 +6,7 @@ use crate::cli::render::{Table, structured};
 use crate::cli::units::{
     NONE, age, opt_bytes, opt_bytes_per_s, opt_cores, opt_limit_cores, opt_percent, skew,
 };
-use crate::cli::view::{ContainerView, NodeView, WorkloadView};
+use crate::cli::view::{ContainerView, NodeStatus, NodeView, WorkloadView};
 
 /// `upid get nodes`.
 pub fn nodes(nodes: &[NodeView], format: Format, now_unix_ns: i64) -> Result<String, CliError> {
@@ -31,11 +31,9 @@ pub fn nodes(nodes: &[NodeView], format: Format, now_unix_ns: i64) -> Result<Str
     for n in nodes {
         let mut row = vec![
             n.node_name.clone(),
-            if n.connected {
-                "Connected".into()
-            } else {
-                "Disconnected".into()
-            },
+            NodeStatus::of(n.connected, n.last_seen_unix_ns, now_unix_ns)
+                .as_str()
+                .into(),
             n.containers.to_string(),
             n.cpu_count.to_string(),
             opt_bytes(Some(n.memory_total_bytes)),
@@ -309,6 +307,21 @@ node-b   Disconnected   3            4      16Gi     hybrid    -               3
             .split_whitespace()
             .collect();
         assert_eq!(&b[8..], ["agent-b", "17", "5", "-3.500s"]);
+    }
+
+    #[test]
+    fn node_status_tells_streams_recent_data_and_silence_apart() {
+        let s = 1_000_000_000;
+        assert_eq!(NodeStatus::of(true, 0, NOW_NS), NodeStatus::Connected);
+        assert_eq!(
+            NodeStatus::of(false, NOW_NS - 5 * s, NOW_NS),
+            NodeStatus::Reporting
+        );
+        assert_eq!(
+            NodeStatus::of(false, NOW_NS - 120 * s, NOW_NS),
+            NodeStatus::Disconnected
+        );
+        assert_eq!(NodeStatus::of(false, 0, NOW_NS), NodeStatus::Disconnected);
     }
 
     #[test]
