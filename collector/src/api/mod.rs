@@ -1,10 +1,12 @@
 //! The collector's gRPC services and what they share.
 //!
+//! - [`agent`]: `upid.v1.AgentService`, the agents' ingest streams.
 //! - [`query`]: `upid.v1.QueryService` over the store's [`Reader`](crate::store::Reader).
 //!
 //! [`ServerFacts`] and [`ConnectedAgents`] are what the ingest side knows
 //! that the query side reports (who is connected, TLS, auth).
 
+pub mod agent;
 pub mod query;
 
 use std::collections::HashMap;

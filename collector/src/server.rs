@@ -1,0 +1,389 @@
+//! Assembles and runs a collector: store, writer, gRPC services (ingest,
+//! query, health, reflection) behind TLS and tokens, `/metrics`, and in
+//! standalone mode the host sampler; then shuts all of it down in order.
+//!
+//! Shutdown order: health says NOT_SERVING, the sampler stops, every agent
+//! stream acks what committed and ends with UNAVAILABLE, the listeners
+//! close, and last the writer stores what is queued and checkpoints.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use upid::wire::v1::agent_service_server::AgentServiceServer;
+use upid::wire::v1::query_service_server::QueryServiceServer;
+
+use crate::api::agent::{AgentApi, AgentApiConfig};
+use crate::api::query::QueryApi;
+use crate::api::{ConnectedAgents, ServerFacts};
+use crate::auth::{Authenticator, Role, Tokens, TokensError};
+use crate::config::{Mode, Settings};
+use crate::metrics::{Gauges, Metrics};
+use crate::standalone::{HostSampler, StandaloneError};
+use crate::store::{Store, StoreError, Writer, WriterError, WriterHandle};
+
+/// How long shutdown waits for connections to finish before closing them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Why the collector could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer could not start or stop.
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    /// The tokens file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
+    /// A certificate or key file could not be read.
+    #[error("reading {what} {path}: {source}")]
+    ReadPem {
+        /// Which file (server certificate, key, client CA).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The TLS settings were refused (bad PEM, key not matching...).
+    #[error("TLS configuration: {0}")]
+    Tls(tonic::transport::Error),
+    /// An address could not be bound.
+    #[error(
+        "listening for {what} on {addr}: {source} (is another collector running? pick another address with --{flag})"
+    )]
+    Bind {
+        /// gRPC or metrics.
+        what: &'static str,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Server reflection could not be built from the descriptors.
+    #[error("building gRPC reflection: {0}")]
+    Reflection(String),
+    /// The query service could not start.
+    #[error("starting the query service: {0}")]
+    Query(String),
+    /// Standalone sampling could not start.
+    #[error(transparent)]
+    Standalone(#[from] StandaloneError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Serve(tonic::transport::Error),
+    /// The metrics server failed.
+    #[error("metrics server: {0}")]
+    Metrics(std::io::Error),
+}
+
+/// Where a running collector can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// Bound gRPC address.
+    pub grpc: SocketAddr,
+    /// Bound `/metrics` address, when enabled.
+    pub metrics: Option<SocketAddr>,
+    /// The store file.
+    pub store: PathBuf,
+    /// Node name sampled (standalone only).
+    pub node: Option<String>,
+}
+
+impl std::fmt::Display for Ready {
+    /// The one line tests and scripts wait for.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let metrics = self
+            .metrics
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        write!(
+            f,
+            "upid-collector: ready grpc={} metrics={} store={}",
+            self.grpc,
+            metrics,
+            self.store.display()
+        )
+    }
+}
+
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|source| ServerError::ReadPem {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+async fn bind(
+    what: &'static str,
+    flag: &'static str,
+    addr: SocketAddr,
+) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            what,
+            flag,
+            addr,
+            source,
+        })
+}
+
+fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    metrics: Arc<Metrics>,
+    writer: WriterHandle,
+    connected: Arc<ConnectedAgents>,
+    store: PathBuf,
+}
+
+async fn render_metrics(State(state): State<MetricsState>) -> impl IntoResponse {
+    let text = state.metrics.render(Gauges {
+        writer: state.writer.stats(),
+        writer_queued: state.writer.queued(),
+        store_bytes: crate::store::store_bytes(&state.store),
+        agents_connected: state.connected.count(),
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Runs a collector with `settings` until `shutdown` completes; calls
+/// `on_ready` once everything listens.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Ready),
+) -> Result<(), ServerError> {
+    // Everything that can fail on bad settings fails before listening.
+    let tokens = match &settings.tokens_file {
+        Some(path) => Some(Arc::new(Tokens::load(path)?)),
+        None => None,
+    };
+    let tls = match &settings.tls {
+        Some(files) => {
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+                read_pem("the server certificate", &files.cert)?,
+                read_pem("the server key", &files.key)?,
+            ));
+            if let Some(ca) = &files.client_ca {
+                config =
+                    config.client_ca_root(Certificate::from_pem(read_pem("the client CA", ca)?));
+            }
+            Some(config)
+        }
+        None => None,
+    };
+    let host = match (settings.mode, &settings.sampling) {
+        (Mode::Standalone, Some(sampling)) => Some(HostSampler::new(sampling)?),
+        _ => None,
+    };
+
+    let store = Store::open(&settings.store)?;
+    let reader = store.reader()?;
+    let writer = Writer::spawn(store)?;
+
+    let metrics = Arc::new(Metrics::default());
+    let connected = Arc::new(ConnectedAgents::default());
+    let facts = ServerFacts {
+        started_unix_ns: unix_now_ns(),
+        store_path: settings.store.display().to_string(),
+        tls: tls.is_some(),
+        auth_required: tokens.is_some(),
+        connected: connected.clone(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let agent_api = AgentApi::new(
+        writer.clone(),
+        AgentApiConfig {
+            rate_per_s: settings.agent_rate_limit_per_s,
+            burst: settings.agent_rate_burst,
+            ..AgentApiConfig::default()
+        },
+        metrics.clone(),
+        connected.clone(),
+        stop_rx.clone(),
+    );
+    let query_metrics = metrics.clone();
+    let query_api = QueryApi::new(reader, facts)
+        .map_err(|e| ServerError::Query(e.to_string()))?
+        .with_observer(Arc::new(move |method, took| {
+            query_metrics.observe_query(method, took)
+        }));
+    let max = settings.max_message_bytes;
+    let agent_service = InterceptedService::new(
+        AgentServiceServer::new(agent_api.clone())
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Zstd)
+            .max_decoding_message_size(max),
+        Authenticator::new(tokens.clone(), Role::Agent, metrics.auth_failures.clone()),
+    );
+    let query_service = InterceptedService::new(
+        QueryServiceServer::new(query_api)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Zstd)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        Authenticator::new(tokens.clone(), Role::Query, metrics.auth_failures.clone()),
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in ["upid.v1.AgentService", "upid.v1.QueryService"] {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(upid::wire::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(upid::wire::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let grpc_listener = bind("gRPC", "listen", settings.listen).await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "gRPC",
+            flag: "listen",
+            addr: settings.listen,
+            source,
+        })?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(bind("/metrics", "metrics-listen", addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(ServerError::Tls)?;
+    }
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(agent_service)
+        .add_service(query_service);
+
+    // One signal fans out to every part.
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(grpc_listener),
+        async move {
+            let _ = grpc_stop.wait_for(|stop| *stop).await;
+        },
+    ));
+    let metrics_server = metrics_listener.map(|listener| {
+        let app = Router::new()
+            .route("/metrics", get(render_metrics))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .with_state(MetricsState {
+                metrics: metrics.clone(),
+                writer: writer.clone(),
+                connected: connected.clone(),
+                store: settings.store.clone(),
+            });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    });
+    let node = host.as_ref().map(|h| h.node_name().to_owned());
+    let sampling =
+        host.map(|h| tokio::spawn(h.run(writer.clone(), connected.clone(), stop_rx.clone())));
+    let housekeeping = {
+        let agent_api = agent_api.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => agent_api.forget_quiet_agents(),
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+            }
+        })
+    };
+
+    on_ready(&Ready {
+        grpc: grpc_addr,
+        metrics: metrics_addr,
+        store: settings.store.clone(),
+        node,
+    });
+
+    shutdown.await;
+    tracing::info!("shutting down: ending agent streams, then checkpointing the store");
+    for name in ["upid.v1.AgentService", "upid.v1.QueryService"] {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    if let Some(sampling) = sampling {
+        match sampling.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(ServerError::Standalone(e)),
+            Err(e) => tracing::error!(error = %e, "the sampling task failed"),
+        }
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, grpc).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => result = result.and(Err(ServerError::Serve(e))),
+        Ok(Err(e)) => tracing::error!(error = %e, "the gRPC server task failed"),
+        Err(_) => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them"),
+    }
+    if let Some(server) = metrics_server {
+        match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+            Ok(Ok(Err(e))) => result = result.and(Err(ServerError::Metrics(e))),
+            Ok(Err(e)) => tracing::error!(error = %e, "the metrics server task failed"),
+            _ => {}
+        }
+    }
+    housekeeping.abort();
+    writer.shutdown().await?;
+    tracing::info!("store checkpointed and closed");
+    result
+}
