@@ -267,12 +267,19 @@ impl Shipper {
             Ok(v1::CollectorMessage {
                 msg: Some(collector_message::Msg::Ack(ack)),
             }) => {
-                if let Err(e) = self.spool.ack(ack.seq) {
-                    tracing::error!(error = %e, seq = ack.seq, "collector acknowledged a batch this agent never sent; reconnecting");
-                    self.disconnect();
-                } else {
-                    self.stats.acked_seq = self.stats.acked_seq.max(ack.seq);
+                match self.spool.ack(ack.seq) {
+                    Err(e @ SpoolError::AckBeyondLast { .. }) => {
+                        tracing::error!(error = %e, seq = ack.seq, "collector acknowledged a batch this agent never sent; reconnecting");
+                        self.disconnect();
+                        return;
+                    }
+                    // The ack took effect in memory; the spool saves it later.
+                    Err(e) => {
+                        tracing::warn!(error = %e, seq = ack.seq, "could not record an ack in the spool")
+                    }
+                    Ok(()) => {}
                 }
+                self.stats.acked_seq = self.stats.acked_seq.max(ack.seq);
             }
             Ok(other) => tracing::debug!(?other, "ignoring unexpected collector message"),
             Err(status) => {
@@ -437,9 +444,15 @@ async fn spool_snapshot(
         Err(e) => {
             stats.spool_write_failures += 1;
             log_spool_failure(&e);
-            // Not replayable; deliver it now if we can.
+            // Not replayable; deliver it now if we can. Only once every
+            // spooled batch before it went out: acks are cumulative, so
+            // overtaking them would mark them delivered. Batches lost while
+            // disconnected leave a gap, which is fine.
             if let Some(c) = conn
-                && c.sent_up_to + 1 == seq
+                && c.sent_up_to < seq
+                && !spool
+                    .replay_from(c.sent_up_to + 1)
+                    .any(|r| r.is_ok_and(|r| r.seq < seq))
                 && c.tx
                     .send(v1::AgentMessage {
                         msg: Some(agent_message::Msg::Batch(batch)),
