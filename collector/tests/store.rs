@@ -1060,3 +1060,88 @@ async fn the_writer_isolates_a_batch_that_fails_its_group() {
     assert_eq!(writer.stats().batches_failed, 1);
     writer.shutdown().await.expect("shutdown");
 }
+
+/// A realistic tick of one simulated node: `containers` Docker containers
+/// whose counters move with `tick`.
+fn realistic_batch(agent: usize, containers: usize, seq: u64) -> Batch {
+    let tick = T0 + seq as i64 * 10 * SEC;
+    let samples = (0..containers)
+        .map(|c| {
+            let id = format!("{agent:08x}{c:08x}{}", "e".repeat(48));
+            let k = seq * (c as u64 + 1);
+            let mut s = counters_sample(
+                &id,
+                tick + c as i64 * 1000,
+                k * 37_000_000,
+                seq * 100,
+                seq * (c as u64 % 3),
+                0,
+                (200 << 20) + (k % 17) * 4096,
+                (210 << 20) + (k % 13) * 4096,
+                Some(4_026_532_000 + c as u64),
+            );
+            s.identity = Some(CgroupIdentity {
+                cgroup_path: format!("/system.slice/docker-{id}.scope"),
+                runtime: Runtime::Docker as i32,
+                container_id: id,
+                ..Default::default()
+            });
+            s
+        })
+        .collect();
+    batch(
+        &format!("agent-{agent}"),
+        &format!("node-{agent}"),
+        seq,
+        tick,
+        samples,
+        vec![],
+    )
+}
+
+/// Not a test: how fast `Store::ingest` stores realistic groups, printed
+/// for profiling (timing claims live in `bench/`). Run with
+/// `cargo test --workspace --test store -- --ignored --nocapture ingest_throughput`;
+/// `UPID_PROBE_TICKS` (default 20) sets the ticks of 100 agents × 50
+/// containers, `UPID_PROBE_GROUP` (default 100) the batches per transaction.
+#[test]
+#[ignore = "a measurement, not a test"]
+fn ingest_throughput() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let agents = 100;
+    let containers = 50;
+    let ticks = env("UPID_PROBE_TICKS", 20) as u64;
+    let group = env("UPID_PROBE_GROUP", 100).max(1);
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let mut store = Store::open(&path).expect("open");
+    let batches: Vec<Batch> = (1..=ticks)
+        .flat_map(|seq| (0..agents).map(move |a| realistic_batch(a, containers, seq)))
+        .collect();
+    let started = std::time::Instant::now();
+    let mut samples = 0usize;
+    let groups: Vec<&[Batch]> = batches.chunks(group).collect();
+    for (i, group) in groups.iter().enumerate() {
+        let t = std::time::Instant::now();
+        let outcomes = store.ingest(group).expect("ingest");
+        samples += outcomes.len() * containers;
+        if i < 3 || i + 1 == groups.len() {
+            eprintln!("group {i}: {} batches in {:?}", group.len(), t.elapsed());
+        }
+    }
+    let elapsed = started.elapsed();
+    let t = std::time::Instant::now();
+    store.checkpoint().expect("checkpoint");
+    let checkpoint = t.elapsed();
+    drop(store);
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    eprintln!(
+        "{samples} samples in {elapsed:?}: {:.0} samples/s; checkpoint {checkpoint:?}; file {bytes} bytes",
+        samples as f64 / elapsed.as_secs_f64()
+    );
+}

@@ -10,7 +10,11 @@
 //! ingest leaves memory as it was.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use duckdb::arrow::array::{ArrayRef, Int64Builder, UInt32Builder, UInt64Builder};
+use duckdb::arrow::datatypes::{Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Appender, Connection, params};
 
 use super::StoreError;
@@ -69,11 +73,20 @@ pub(crate) struct NodeRow {
     pub last_seen_unix_ns: i64,
 }
 
-/// A row of `containers`.
+/// A row of `containers`: its key, surrogate key, identity and state.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ContainerRow {
     pub container_key: String,
     pub container_sk: u32,
+    /// Shared with the change sets of ingests, which compare every newer
+    /// sample's identity with it.
+    pub identity: Arc<ContainerIdentity>,
+    pub state: ContainerState,
+}
+
+/// The identity columns of a `containers` row: they rarely change.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ContainerIdentity {
     pub node_name: String,
     pub cgroup_path: String,
     pub runtime: Option<String>,
@@ -81,6 +94,13 @@ pub(crate) struct ContainerRow {
     pub pod_uid: Option<String>,
     pub qos: Option<String>,
     pub unit: Option<String>,
+}
+
+/// The columns of a `containers` row that every sample moves (those of
+/// `stage_container_state`); small and `Copy`, so an ingest copies them
+/// instead of the whole row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ContainerState {
     pub first_seen_unix_ns: i64,
     pub last_seen_unix_ns: i64,
     pub last_tick_unix_ns: i64,
@@ -89,6 +109,21 @@ pub(crate) struct ContainerRow {
     pub memory_limit_bytes: Option<u64>,
     pub oom_kills_last: Option<u64>,
     pub oom_kills_total: u64,
+}
+
+/// How an ingest changes one container.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ContainerChange {
+    /// Its surrogate key.
+    pub sk: u32,
+    /// Never stored before: the whole row is inserted.
+    pub is_new: bool,
+    /// Its identity changed: the whole row is updated.
+    pub identity_changed: bool,
+    /// Its identity as of its newest sample.
+    pub identity: Arc<ContainerIdentity>,
+    /// Its new state.
+    pub state: ContainerState,
 }
 
 /// The committed state of the dimension tables.
@@ -106,7 +141,8 @@ pub(crate) struct Dims {
 pub(crate) struct DimChanges {
     pub agents: HashMap<String, AgentRow>,
     pub nodes: HashMap<String, NodeRow>,
-    pub containers: HashMap<String, ContainerRow>,
+    /// Changed containers by `container_key`.
+    pub containers: HashMap<String, ContainerChange>,
     pub next_sk: u32,
 }
 
@@ -190,21 +226,25 @@ impl Dims {
                 Ok(ContainerRow {
                     container_key: r.get(0)?,
                     container_sk: r.get(1)?,
-                    node_name: r.get(2)?,
-                    cgroup_path: r.get(3)?,
-                    runtime: r.get(4)?,
-                    container_id: r.get(5)?,
-                    pod_uid: r.get(6)?,
-                    qos: r.get(7)?,
-                    unit: r.get(8)?,
-                    first_seen_unix_ns: r.get(9)?,
-                    last_seen_unix_ns: r.get(10)?,
-                    last_tick_unix_ns: r.get(11)?,
-                    samples_stored: r.get(12)?,
-                    cpu_limit_millicores: r.get(13)?,
-                    memory_limit_bytes: r.get(14)?,
-                    oom_kills_last: r.get(15)?,
-                    oom_kills_total: r.get(16)?,
+                    identity: Arc::new(ContainerIdentity {
+                        node_name: r.get(2)?,
+                        cgroup_path: r.get(3)?,
+                        runtime: r.get(4)?,
+                        container_id: r.get(5)?,
+                        pod_uid: r.get(6)?,
+                        qos: r.get(7)?,
+                        unit: r.get(8)?,
+                    }),
+                    state: ContainerState {
+                        first_seen_unix_ns: r.get(9)?,
+                        last_seen_unix_ns: r.get(10)?,
+                        last_tick_unix_ns: r.get(11)?,
+                        samples_stored: r.get(12)?,
+                        cpu_limit_millicores: r.get(13)?,
+                        memory_limit_bytes: r.get(14)?,
+                        oom_kills_last: r.get(15)?,
+                        oom_kills_total: r.get(16)?,
+                    },
                 })
             })
             .map_err(load("containers"))?;
@@ -233,7 +273,23 @@ impl Dims {
     pub fn apply(&mut self, changes: DimChanges) {
         self.agents.extend(changes.agents);
         self.nodes.extend(changes.nodes);
-        self.containers.extend(changes.containers);
+        for (key, change) in changes.containers {
+            match self.containers.get_mut(&key) {
+                Some(row) => {
+                    row.identity = change.identity;
+                    row.state = change.state;
+                }
+                None => {
+                    let row = ContainerRow {
+                        container_key: key.clone(),
+                        container_sk: change.sk,
+                        identity: change.identity,
+                        state: change.state,
+                    };
+                    self.containers.insert(key, row);
+                }
+            }
+        }
         self.next_sk = changes.next_sk;
     }
 }
@@ -274,18 +330,24 @@ impl DimChanges {
         append_rows(conn, "nodes", false, &new, append_node)?;
         update_from_stage(conn, "stage_nodes", UPDATE_NODES, &old, append_node)?;
 
-        let containers = sorted(self.containers.values(), |c| c.container_sk);
+        let mut changed: Vec<(&String, &ContainerChange)> = self.containers.iter().collect();
+        changed.sort_unstable_by_key(|(_, c)| c.sk);
         let mut new = Vec::new();
-        let mut moved = Vec::new();
         let mut renamed = Vec::new();
-        for c in containers {
-            match dims.containers.get(&c.container_key) {
-                None => new.push(c),
-                Some(committed) if same_identity(committed, c) => moved.push(c),
-                Some(_) => renamed.push(c),
+        let mut moved = Vec::new();
+        for (key, c) in changed {
+            let whole = (key.as_str(), c.sk, &*c.identity, c.state);
+            if c.is_new {
+                new.push(whole);
+            } else if c.identity_changed {
+                renamed.push(whole);
+            } else {
+                moved.push((c.sk, c.state));
             }
         }
+        let new: Vec<&WholeContainer<'_>> = new.iter().collect();
         append_rows(conn, "containers", false, &new, append_container)?;
+        let renamed: Vec<&WholeContainer<'_>> = renamed.iter().collect();
         update_from_stage(
             conn,
             "stage_containers",
@@ -293,38 +355,95 @@ impl DimChanges {
             &renamed,
             append_container,
         )?;
-        update_from_stage(
-            conn,
-            "stage_container_state",
-            UPDATE_CONTAINER_STATE,
-            &moved,
-            |app, c| {
-                app.append_row(params![
-                    c.container_sk,
-                    c.first_seen_unix_ns,
-                    c.last_seen_unix_ns,
-                    c.last_tick_unix_ns,
-                    c.samples_stored,
-                    c.cpu_limit_millicores,
-                    c.memory_limit_bytes,
-                    c.oom_kills_last,
-                    c.oom_kills_total,
-                ])
-            },
-        )
+        stage_container_states(conn, &moved)
     }
 }
 
-/// Whether only the volatile columns of `stage_container_state` differ.
-fn same_identity(a: &ContainerRow, b: &ContainerRow) -> bool {
-    a.node_name == b.node_name
-        && a.cgroup_path == b.cgroup_path
-        && a.runtime == b.runtime
-        && a.container_id == b.container_id
-        && a.pod_uid == b.pod_uid
-        && a.qos == b.qos
-        && a.unit == b.unit
+/// A whole `containers` row: key, surrogate key, identity, state.
+type WholeContainer<'a> = (&'a str, u32, &'a ContainerIdentity, ContainerState);
+
+/// Applies the state of `moved` containers (sorted by surrogate key) with
+/// one `UPDATE ... FROM stage_container_state`, the stage filled a column
+/// at a time: this runs in every ingest, once per container touched.
+fn stage_container_states(
+    conn: &Connection,
+    moved: &[(u32, ContainerState)],
+) -> Result<(), StoreError> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let table = "stage_container_state";
+    let failed = |source| StoreError::Append { table, source };
+    conn.execute("DELETE FROM temp.main.stage_container_state", [])
+        .map_err(|source| StoreError::Ingest {
+            step: "clear a staging table",
+            source,
+        })?;
+    let n = moved.len();
+    let mut sk = UInt32Builder::with_capacity(n);
+    let mut first_seen = Int64Builder::with_capacity(n);
+    let mut last_seen = Int64Builder::with_capacity(n);
+    let mut last_tick = Int64Builder::with_capacity(n);
+    let mut samples = UInt64Builder::with_capacity(n);
+    let mut cpu_limit = UInt64Builder::with_capacity(n);
+    let mut memory_limit = UInt64Builder::with_capacity(n);
+    let mut oom_last = UInt64Builder::with_capacity(n);
+    let mut oom_total = UInt64Builder::with_capacity(n);
+    for (key, s) in moved {
+        sk.append_value(*key);
+        first_seen.append_value(s.first_seen_unix_ns);
+        last_seen.append_value(s.last_seen_unix_ns);
+        last_tick.append_value(s.last_tick_unix_ns);
+        samples.append_value(s.samples_stored);
+        cpu_limit.append_option(s.cpu_limit_millicores);
+        memory_limit.append_option(s.memory_limit_bytes);
+        oom_last.append_option(s.oom_kills_last);
+        oom_total.append_value(s.oom_kills_total);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(sk.finish()),
+        Arc::new(first_seen.finish()),
+        Arc::new(last_seen.finish()),
+        Arc::new(last_tick.finish()),
+        Arc::new(samples.finish()),
+        Arc::new(cpu_limit.finish()),
+        Arc::new(memory_limit.finish()),
+        Arc::new(oom_last.finish()),
+        Arc::new(oom_total.finish()),
+    ];
+    let fields: Vec<Field> = STAGE_CONTAINER_STATE_COLUMNS
+        .iter()
+        .zip(&columns)
+        .map(|(name, c)| Field::new(*name, c.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| failed(duckdb::Error::ToSqlConversionFailure(Box::new(e))))?;
+    let mut app = conn
+        .appender_to_catalog_and_db(table, "temp", "main")
+        .map_err(failed)?;
+    app.append_record_batch(batch).map_err(failed)?;
+    app.flush().map_err(failed)?;
+    drop(app);
+    conn.execute(UPDATE_CONTAINER_STATE, [])
+        .map_err(|source| StoreError::Ingest {
+            step: "update a dimension table",
+            source,
+        })?;
+    Ok(())
 }
+
+/// Columns of `stage_container_state`, in order.
+pub(crate) const STAGE_CONTAINER_STATE_COLUMNS: [&str; 9] = [
+    "container_sk",
+    "first_seen_unix_ns",
+    "last_seen_unix_ns",
+    "last_tick_unix_ns",
+    "samples_stored",
+    "cpu_limit_millicores",
+    "memory_limit_bytes",
+    "oom_kills_last",
+    "oom_kills_total",
+];
 
 fn append_agent(app: &mut Appender<'_>, a: &AgentRow) -> duckdb::Result<()> {
     app.append_row(params![
@@ -358,25 +477,26 @@ fn append_node(app: &mut Appender<'_>, n: &NodeRow) -> duckdb::Result<()> {
     ])
 }
 
-fn append_container(app: &mut Appender<'_>, c: &ContainerRow) -> duckdb::Result<()> {
+fn append_container(app: &mut Appender<'_>, c: &WholeContainer<'_>) -> duckdb::Result<()> {
+    let (key, sk, i, s) = c;
     app.append_row(params![
-        c.container_key,
-        c.container_sk,
-        c.node_name,
-        c.cgroup_path,
-        c.runtime,
-        c.container_id,
-        c.pod_uid,
-        c.qos,
-        c.unit,
-        c.first_seen_unix_ns,
-        c.last_seen_unix_ns,
-        c.last_tick_unix_ns,
-        c.samples_stored,
-        c.cpu_limit_millicores,
-        c.memory_limit_bytes,
-        c.oom_kills_last,
-        c.oom_kills_total,
+        key,
+        sk,
+        i.node_name,
+        i.cgroup_path,
+        i.runtime,
+        i.container_id,
+        i.pod_uid,
+        i.qos,
+        i.unit,
+        s.first_seen_unix_ns,
+        s.last_seen_unix_ns,
+        s.last_tick_unix_ns,
+        s.samples_stored,
+        s.cpu_limit_millicores,
+        s.memory_limit_bytes,
+        s.oom_kills_last,
+        s.oom_kills_total,
     ])
 }
 

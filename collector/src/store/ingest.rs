@@ -16,15 +16,22 @@
 //! transaction, so any error before COMMIT rolls back the whole slice: the
 //! agents replay it and nothing is half-stored.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
+use duckdb::arrow::array::{ArrayRef, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use duckdb::arrow::datatypes::{Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, params};
 use upid::wire::v1::{
     Batch, CgroupIdentity, ContainerSample, Hello, NetworkSample, NodeSample, Snapshot,
 };
 
-use super::dims::{AgentRow, ContainerRow, DimChanges, Dims, NodeRow};
+use super::dims::{
+    AgentRow, ContainerChange, ContainerIdentity, ContainerState, DimChanges, Dims, NodeRow,
+};
 use super::schema::names;
 use super::{Store, StoreError, unix_now_ns};
 
@@ -154,11 +161,15 @@ fn validate(batch: &Batch) -> Result<Valid<'_>, RejectReason> {
 
 /// The key of a container in `containers`: its full id when it has one, else
 /// `<node>:<cgroup_path>` (services and glob matches have no id).
-pub(crate) fn container_key(node_name: &str, container_id: &str, cgroup_path: &str) -> String {
+pub(crate) fn container_key<'a>(
+    node_name: &str,
+    container_id: &'a str,
+    cgroup_path: &str,
+) -> Cow<'a, str> {
     if container_id.is_empty() {
-        format!("{node_name}:{cgroup_path}")
+        Cow::Owned(format!("{node_name}:{cgroup_path}"))
     } else {
-        container_id.to_owned()
+        Cow::Borrowed(container_id)
     }
 }
 
@@ -314,8 +325,9 @@ fn append_all(
     };
     let mut ledger = appender("batches")?;
     let mut nodes = appender("node_samples")?;
-    let mut containers = appender("container_samples")?;
-    let mut networks = appender("network_samples")?;
+    let rows = |f: fn(&Snapshot) -> usize| accepted.iter().map(|(_, v)| f(v.snapshot)).sum();
+    let mut containers = ContainerColumns::with_capacity(rows(|s| s.containers.len()));
+    let mut networks = NetworkColumns::with_capacity(rows(|s| s.networks.len()));
     let mut counts = Vec::with_capacity(accepted.len());
 
     for (_, v) in accepted {
@@ -347,31 +359,21 @@ fn append_all(
                 continue;
             };
             let sk = fold_container(dims, changes, &b.node_name, tick, identity, c)?;
-            append_container(&mut containers, sk, c).map_err(|source| StoreError::Append {
-                table: "container_samples",
-                source,
-            })?;
+            containers.push(sk, c);
         }
         for n in &v.snapshot.networks {
-            append_network(&mut networks, &b.node_name, tick, n).map_err(|source| {
-                StoreError::Append {
-                    table: "network_samples",
-                    source,
-                }
-            })?;
+            networks.push(&b.node_name, tick, n);
         }
         fold_agent_and_node(dims, changes, v, received_unix_ns);
         counts.push((v.snapshot.containers.len(), v.snapshot.networks.len()));
     }
 
+    append_columns(conn, "container_samples", containers.finish())?;
+    append_columns(conn, "network_samples", networks.finish())?;
+
     // Explicit flushes: their errors (constraint violations, I/O) must fail
     // the transaction, not vanish in Drop.
-    for (table, app) in [
-        ("batches", &mut ledger),
-        ("node_samples", &mut nodes),
-        ("container_samples", &mut containers),
-        ("network_samples", &mut networks),
-    ] {
+    for (table, app) in [("batches", &mut ledger), ("node_samples", &mut nodes)] {
         app.flush()
             .map_err(|source| StoreError::Append { table, source })?;
     }
@@ -404,72 +406,256 @@ fn append_node(app: &mut duckdb::Appender<'_>, n: &NodeSample) -> duckdb::Result
     ])
 }
 
-fn append_container(
-    app: &mut duckdb::Appender<'_>,
-    sk: u32,
-    c: &ContainerSample,
-) -> duckdb::Result<()> {
-    let cpu = c.cpu.as_ref();
-    let mem = c.memory.as_ref();
-    let io = c.io.as_ref();
-    let pids = c.pids.as_ref();
-    let psi = c.pressure.as_ref();
-    let psi_cpu = psi.and_then(|p| p.cpu.as_ref());
-    let psi_mem = psi.and_then(|p| p.memory.as_ref());
-    let psi_io = psi.and_then(|p| p.io.as_ref());
-    app.append_row(params![
-        sk,
-        c.timestamp_unix_ns,
-        cpu.map(|x| x.usage_ns),
-        cpu.and_then(|x| x.user_ns),
-        cpu.and_then(|x| x.system_ns),
-        cpu.map(|x| x.periods),
-        cpu.map(|x| x.throttled_periods),
-        cpu.map(|x| x.throttled_ns),
-        cpu.and_then(|x| x.limit_millicores),
-        cpu.and_then(|x| x.shares),
-        mem.map(|x| x.usage_bytes),
-        mem.map(|x| x.working_set_bytes),
-        mem.map(|x| x.rss_bytes),
-        mem.map(|x| x.cache_bytes),
-        mem.and_then(|x| x.swap_bytes),
-        mem.and_then(|x| x.limit_bytes),
-        mem.map(|x| x.peak_bytes),
-        mem.and_then(|x| names::peak_source(x.peak_source)),
-        mem.map(|x| x.oom_kills),
-        io.map(|x| x.read_bytes),
-        io.map(|x| x.write_bytes),
-        io.map(|x| x.read_ops),
-        io.map(|x| x.write_ops),
-        pids.map(|x| x.current),
-        pids.and_then(|x| x.limit),
-        psi_cpu.map(|s| s.some_total_us),
-        psi_cpu.and_then(|s| s.full_total_us),
-        psi_mem.map(|s| s.some_total_us),
-        psi_mem.and_then(|s| s.full_total_us),
-        psi_io.map(|s| s.some_total_us),
-        psi_io.and_then(|s| s.full_total_us),
-        c.netns_inode,
-    ])
+/// Appends one Arrow record batch to `table` and flushes: a whole column
+/// at a time, where `append_row` costs a C call and several allocations
+/// per value.
+fn append_columns(
+    conn: &Connection,
+    table: &'static str,
+    columns: Result<Option<RecordBatch>, duckdb::arrow::error::ArrowError>,
+) -> Result<(), StoreError> {
+    let failed = |source| StoreError::Append { table, source };
+    let columns =
+        columns.map_err(|e| failed(duckdb::Error::ToSqlConversionFailure(Box::new(e))))?;
+    let Some(columns) = columns else {
+        return Ok(());
+    };
+    let mut app = conn.appender(table).map_err(failed)?;
+    app.append_record_batch(columns).map_err(failed)?;
+    app.flush().map_err(failed)
 }
 
-fn append_network(
-    app: &mut duckdb::Appender<'_>,
-    node_name: &str,
-    tick_unix_ns: i64,
-    n: &NetworkSample,
-) -> duckdb::Result<()> {
-    app.append_row(params![
-        node_name,
-        n.netns_inode,
-        tick_unix_ns,
-        n.rx_bytes,
-        n.tx_bytes,
-        n.rx_packets,
-        n.tx_packets,
-        n.rx_dropped,
-        n.tx_dropped,
-    ])
+/// Columns of `container_samples` in table order: the two keys, the
+/// `UBIGINT`s up to `memory_peak_bytes`, `memory_peak_source`, the
+/// `UBIGINT`s after it. [`ContainerColumns::finish`] checks the count.
+pub(crate) const CONTAINER_SAMPLE_COLUMNS: [&str; 32] = [
+    "container_sk",
+    "ts_unix_ns",
+    "cpu_usage_ns",
+    "cpu_user_ns",
+    "cpu_system_ns",
+    "cpu_periods",
+    "cpu_throttled_periods",
+    "cpu_throttled_ns",
+    "cpu_limit_millicores",
+    "cpu_shares",
+    "memory_usage_bytes",
+    "memory_working_set_bytes",
+    "memory_rss_bytes",
+    "memory_cache_bytes",
+    "memory_swap_bytes",
+    "memory_limit_bytes",
+    "memory_peak_bytes",
+    "memory_peak_source",
+    "memory_oom_kills",
+    "io_read_bytes",
+    "io_write_bytes",
+    "io_read_ops",
+    "io_write_ops",
+    "pids_current",
+    "pids_limit",
+    "psi_cpu_some_total_us",
+    "psi_cpu_full_total_us",
+    "psi_memory_some_total_us",
+    "psi_memory_full_total_us",
+    "psi_io_some_total_us",
+    "psi_io_full_total_us",
+    "netns_inode",
+];
+
+/// `UBIGINT` columns before `memory_peak_source`.
+const HEAD_U64: usize = 15;
+/// `UBIGINT` columns after `memory_peak_source`.
+const TAIL_U64: usize = 14;
+
+/// The `container_samples` rows of one ingest, column by column.
+struct ContainerColumns {
+    rows: usize,
+    sk: UInt32Builder,
+    ts: Int64Builder,
+    head: [UInt64Builder; HEAD_U64],
+    peak_source: StringBuilder,
+    tail: [UInt64Builder; TAIL_U64],
+}
+
+impl ContainerColumns {
+    fn with_capacity(rows: usize) -> ContainerColumns {
+        ContainerColumns {
+            rows: 0,
+            sk: UInt32Builder::with_capacity(rows),
+            ts: Int64Builder::with_capacity(rows),
+            head: std::array::from_fn(|_| UInt64Builder::with_capacity(rows)),
+            peak_source: StringBuilder::with_capacity(rows, rows * 12),
+            tail: std::array::from_fn(|_| UInt64Builder::with_capacity(rows)),
+        }
+    }
+
+    fn push(&mut self, sk: u32, c: &ContainerSample) {
+        let cpu = c.cpu.as_ref();
+        let mem = c.memory.as_ref();
+        let io = c.io.as_ref();
+        let pids = c.pids.as_ref();
+        let psi = c.pressure.as_ref();
+        let psi_cpu = psi.and_then(|p| p.cpu.as_ref());
+        let psi_mem = psi.and_then(|p| p.memory.as_ref());
+        let psi_io = psi.and_then(|p| p.io.as_ref());
+        self.rows += 1;
+        self.sk.append_value(sk);
+        self.ts.append_value(c.timestamp_unix_ns);
+        let head = [
+            cpu.map(|x| x.usage_ns),
+            cpu.and_then(|x| x.user_ns),
+            cpu.and_then(|x| x.system_ns),
+            cpu.map(|x| x.periods),
+            cpu.map(|x| x.throttled_periods),
+            cpu.map(|x| x.throttled_ns),
+            cpu.and_then(|x| x.limit_millicores),
+            cpu.and_then(|x| x.shares),
+            mem.map(|x| x.usage_bytes),
+            mem.map(|x| x.working_set_bytes),
+            mem.map(|x| x.rss_bytes),
+            mem.map(|x| x.cache_bytes),
+            mem.and_then(|x| x.swap_bytes),
+            mem.and_then(|x| x.limit_bytes),
+            mem.map(|x| x.peak_bytes),
+        ];
+        for (column, value) in self.head.iter_mut().zip(head) {
+            column.append_option(value);
+        }
+        self.peak_source
+            .append_option(mem.and_then(|x| names::peak_source(x.peak_source)));
+        let tail = [
+            mem.map(|x| x.oom_kills),
+            io.map(|x| x.read_bytes),
+            io.map(|x| x.write_bytes),
+            io.map(|x| x.read_ops),
+            io.map(|x| x.write_ops),
+            pids.map(|x| x.current),
+            pids.and_then(|x| x.limit),
+            psi_cpu.map(|s| s.some_total_us),
+            psi_cpu.and_then(|s| s.full_total_us),
+            psi_mem.map(|s| s.some_total_us),
+            psi_mem.and_then(|s| s.full_total_us),
+            psi_io.map(|s| s.some_total_us),
+            psi_io.and_then(|s| s.full_total_us),
+            c.netns_inode,
+        ];
+        for (column, value) in self.tail.iter_mut().zip(tail) {
+            column.append_option(value);
+        }
+    }
+
+    /// The record batch, `None` when empty.
+    fn finish(mut self) -> Result<Option<RecordBatch>, duckdb::arrow::error::ArrowError> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(CONTAINER_SAMPLE_COLUMNS.len());
+        columns.push(Arc::new(self.sk.finish()));
+        columns.push(Arc::new(self.ts.finish()));
+        columns.extend(
+            self.head
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.peak_source.finish()));
+        columns.extend(
+            self.tail
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        record_batch(&CONTAINER_SAMPLE_COLUMNS, columns).map(Some)
+    }
+}
+
+/// A record batch whose fields are named `names`, typed as `columns` are.
+fn record_batch(
+    names: &[&str],
+    columns: Vec<ArrayRef>,
+) -> Result<RecordBatch, duckdb::arrow::error::ArrowError> {
+    if names.len() != columns.len() {
+        return Err(duckdb::arrow::error::ArrowError::SchemaError(format!(
+            "{} column names for {} columns",
+            names.len(),
+            columns.len()
+        )));
+    }
+    let fields: Vec<Field> = names
+        .iter()
+        .zip(&columns)
+        .map(|(name, column)| Field::new(*name, column.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// Columns of `network_samples` in table order.
+pub(crate) const NETWORK_SAMPLE_COLUMNS: [&str; 9] = [
+    "node_name",
+    "netns_inode",
+    "ts_unix_ns",
+    "rx_bytes",
+    "tx_bytes",
+    "rx_packets",
+    "tx_packets",
+    "rx_dropped",
+    "tx_dropped",
+];
+
+/// The `network_samples` rows of one ingest, column by column.
+struct NetworkColumns {
+    rows: usize,
+    node_name: StringBuilder,
+    netns_inode: UInt64Builder,
+    ts: Int64Builder,
+    counters: [UInt64Builder; 6],
+}
+
+impl NetworkColumns {
+    fn with_capacity(rows: usize) -> NetworkColumns {
+        NetworkColumns {
+            rows: 0,
+            node_name: StringBuilder::with_capacity(rows, rows * 16),
+            netns_inode: UInt64Builder::with_capacity(rows),
+            ts: Int64Builder::with_capacity(rows),
+            counters: std::array::from_fn(|_| UInt64Builder::with_capacity(rows)),
+        }
+    }
+
+    fn push(&mut self, node_name: &str, tick_unix_ns: i64, n: &NetworkSample) {
+        self.rows += 1;
+        self.node_name.append_value(node_name);
+        self.netns_inode.append_value(n.netns_inode);
+        self.ts.append_value(tick_unix_ns);
+        let counters = [
+            n.rx_bytes,
+            n.tx_bytes,
+            n.rx_packets,
+            n.tx_packets,
+            n.rx_dropped,
+            n.tx_dropped,
+        ];
+        for (column, value) in self.counters.iter_mut().zip(counters) {
+            column.append_value(value);
+        }
+    }
+
+    /// The record batch, `None` when empty.
+    fn finish(mut self) -> Result<Option<RecordBatch>, duckdb::arrow::error::ArrowError> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.node_name.finish()),
+            Arc::new(self.netns_inode.finish()),
+            Arc::new(self.ts.finish()),
+        ];
+        columns.extend(
+            self.counters
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        record_batch(&NETWORK_SAMPLE_COLUMNS, columns).map(Some)
+    }
 }
 
 fn allocate_sk(next_sk: &mut u32) -> Result<u32, StoreError> {
@@ -492,6 +678,10 @@ fn non_empty(s: &str) -> Option<&str> {
 
 /// Folds one container sample into its dimension row; returns its
 /// surrogate key (a new one for a container never seen).
+///
+/// Per sample this costs one hash lookup and a few comparisons; only a
+/// container's first sample in an ingest copies its state (and the key),
+/// and only a new or renamed container allocates its identity.
 fn fold_container(
     dims: &Dims,
     changes: &mut DimChanges,
@@ -502,65 +692,91 @@ fn fold_container(
 ) -> Result<u32, StoreError> {
     let key = container_key(node_name, &identity.container_id, &identity.cgroup_path);
     let ts = c.timestamp_unix_ns;
-    let row = match changes.containers.entry(key) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(e) => {
-            let row = match dims.containers.get(e.key()) {
-                Some(committed) => committed.clone(),
-                None => ContainerRow {
-                    container_key: e.key().clone(),
-                    container_sk: allocate_sk(&mut changes.next_sk)?,
-                    node_name: node_name.to_owned(),
-                    cgroup_path: identity.cgroup_path.clone(),
-                    runtime: names::runtime(identity.runtime).map(str::to_owned),
-                    container_id: non_empty(&identity.container_id).map(str::to_owned),
-                    pod_uid: non_empty(&identity.pod_uid).map(str::to_owned),
-                    qos: names::qos(identity.qos).map(str::to_owned),
-                    unit: non_empty(&identity.unit).map(str::to_owned),
-                    first_seen_unix_ns: ts,
-                    last_seen_unix_ns: ts,
-                    last_tick_unix_ns: tick_unix_ns,
-                    samples_stored: 0,
-                    cpu_limit_millicores: None,
-                    memory_limit_bytes: None,
-                    oom_kills_last: None,
-                    oom_kills_total: 0,
+    let change = match changes.containers.get_mut(&*key) {
+        Some(change) => change,
+        None => {
+            let change = match dims.containers.get(&*key) {
+                Some(row) => ContainerChange {
+                    sk: row.container_sk,
+                    is_new: false,
+                    identity_changed: false,
+                    identity: Arc::clone(&row.identity),
+                    state: row.state,
+                },
+                None => ContainerChange {
+                    sk: allocate_sk(&mut changes.next_sk)?,
+                    is_new: true,
+                    identity_changed: false,
+                    identity: Arc::new(container_identity(node_name, identity)),
+                    state: ContainerState {
+                        first_seen_unix_ns: ts,
+                        last_seen_unix_ns: ts,
+                        last_tick_unix_ns: tick_unix_ns,
+                        samples_stored: 0,
+                        cpu_limit_millicores: None,
+                        memory_limit_bytes: None,
+                        oom_kills_last: None,
+                        oom_kills_total: 0,
+                    },
                 },
             };
-            e.insert(row)
+            changes.containers.entry(key.into_owned()).or_insert(change)
         }
     };
-    row.samples_stored += 1;
-    row.first_seen_unix_ns = row.first_seen_unix_ns.min(ts);
-    row.last_tick_unix_ns = row.last_tick_unix_ns.max(tick_unix_ns);
+    let state = &mut change.state;
+    state.samples_stored += 1;
+    state.first_seen_unix_ns = state.first_seen_unix_ns.min(ts);
+    state.last_tick_unix_ns = state.last_tick_unix_ns.max(tick_unix_ns);
     // Only the newest sample updates the latest facts; a late, older sample
     // (replayed out of order) is stored but cannot be placed in the OOM sum.
-    if ts >= row.last_seen_unix_ns {
-        row.last_seen_unix_ns = ts;
-        if row.node_name != node_name {
-            row.node_name = node_name.to_owned();
-        }
-        if row.cgroup_path != identity.cgroup_path {
-            row.cgroup_path.clone_from(&identity.cgroup_path);
-        }
-        set_if_changed(&mut row.runtime, names::runtime(identity.runtime));
-        set_if_changed(&mut row.pod_uid, non_empty(&identity.pod_uid));
-        set_if_changed(&mut row.qos, names::qos(identity.qos));
-        set_if_changed(&mut row.unit, non_empty(&identity.unit));
-        row.cpu_limit_millicores = c.cpu.as_ref().and_then(|x| x.limit_millicores);
-        row.memory_limit_bytes = c.memory.as_ref().and_then(|x| x.limit_bytes);
+    if ts >= state.last_seen_unix_ns {
+        state.last_seen_unix_ns = ts;
+        state.cpu_limit_millicores = c.cpu.as_ref().and_then(|x| x.limit_millicores);
+        state.memory_limit_bytes = c.memory.as_ref().and_then(|x| x.limit_bytes);
         if let Some(m) = c.memory.as_ref() {
-            let increase = match row.oom_kills_last {
+            let increase = match state.oom_kills_last {
                 Some(last) if m.oom_kills >= last => m.oom_kills - last,
                 // First sample, or the counter reset: the new value is what
                 // accumulated since the cgroup was (re)created.
                 _ => m.oom_kills,
             };
-            row.oom_kills_total = row.oom_kills_total.saturating_add(increase);
-            row.oom_kills_last = Some(m.oom_kills);
+            state.oom_kills_total = state.oom_kills_total.saturating_add(increase);
+            state.oom_kills_last = Some(m.oom_kills);
+        }
+        if !same_identity(&change.identity, node_name, identity) {
+            // The container id is part of the key: it never changes.
+            change.identity = Arc::new(ContainerIdentity {
+                container_id: change.identity.container_id.clone(),
+                ..container_identity(node_name, identity)
+            });
+            change.identity_changed = !change.is_new;
         }
     }
-    Ok(row.container_sk)
+    Ok(change.sk)
+}
+
+/// The stored identity of a container sample's cgroup on `node_name`.
+fn container_identity(node_name: &str, identity: &CgroupIdentity) -> ContainerIdentity {
+    ContainerIdentity {
+        node_name: node_name.to_owned(),
+        cgroup_path: identity.cgroup_path.clone(),
+        runtime: names::runtime(identity.runtime).map(str::to_owned),
+        container_id: non_empty(&identity.container_id).map(str::to_owned),
+        pod_uid: non_empty(&identity.pod_uid).map(str::to_owned),
+        qos: names::qos(identity.qos).map(str::to_owned),
+        unit: non_empty(&identity.unit).map(str::to_owned),
+    }
+}
+
+/// Whether `stored` already says what a sample's identity says (the
+/// container id excepted: it is part of the key).
+fn same_identity(stored: &ContainerIdentity, node_name: &str, identity: &CgroupIdentity) -> bool {
+    stored.node_name == node_name
+        && stored.cgroup_path == identity.cgroup_path
+        && stored.runtime.as_deref() == names::runtime(identity.runtime)
+        && stored.pod_uid.as_deref() == non_empty(&identity.pod_uid)
+        && stored.qos.as_deref() == names::qos(identity.qos)
+        && stored.unit.as_deref() == non_empty(&identity.unit)
 }
 
 fn fold_agent_and_node(
@@ -691,6 +907,27 @@ mod tests {
             mutate(&mut b);
             assert_eq!(validate(&b).err(), Some(reason));
         }
+    }
+
+    #[test]
+    fn column_lists_match_the_tables() -> Result<(), Box<dyn std::error::Error>> {
+        let store = Store::open_in_memory()?;
+        for (table, expected) in [
+            ("container_samples", &CONTAINER_SAMPLE_COLUMNS[..]),
+            ("network_samples", &NETWORK_SAMPLE_COLUMNS[..]),
+        ] {
+            let mut stmt = store.conn.prepare(
+                "SELECT column_name FROM information_schema.columns
+                 WHERE table_name = ? ORDER BY ordinal_position",
+            )?;
+            let names = stmt
+                .query_map([table], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            assert_eq!(names, expected, "{table}");
+        }
+        assert_eq!(CONTAINER_SAMPLE_COLUMNS[2 + HEAD_U64], "memory_peak_source");
+        assert_eq!(2 + HEAD_U64 + 1 + TAIL_U64, CONTAINER_SAMPLE_COLUMNS.len());
+        Ok(())
     }
 
     #[test]

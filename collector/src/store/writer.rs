@@ -31,7 +31,10 @@ use super::{IngestOutcome, Store, StoreError};
 pub struct WriterConfig {
     /// Jobs the channel holds before `submit` waits (backpressure).
     pub queue_capacity: usize,
-    /// Most batches stored in one transaction.
+    /// Most batches stored in one transaction. Large groups are what makes
+    /// ingest fast under load: the dimension rows (one per container
+    /// touched) are written once per transaction, and DuckDB's per-commit
+    /// costs are paid once; at low load groups stay small by themselves.
     pub max_group_batches: usize,
     /// How long to hold a group open for more batches once the queue is
     /// empty; zero (the default) commits at once.
@@ -45,8 +48,8 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            queue_capacity: 1024,
-            max_group_batches: 256,
+            queue_capacity: 4096,
+            max_group_batches: 2048,
             max_group_wait: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_every_batches: 10_000,
