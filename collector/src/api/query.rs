@@ -1,1 +1,0 @@
-//! `upid.v1.QueryService` over the store (to be written).

@@ -1,0 +1,311 @@
+//! `upid.v1.QueryService`: what `upid` (and any gRPC client) asks about the
+//! stored history, answered from the store's read side.
+//!
+//! [`QueryApi`] holds a small pool of [`Reader`]s (one DuckDB connection
+//! each) and runs every query on tokio's blocking threads, so queries run in
+//! parallel and never block the async runtime. Store errors become gRPC
+//! statuses in one place (`status.rs`): an unknown container is `NOT_FOUND`
+//! naming the id, an ambiguous prefix or a bad range/step `INVALID_ARGUMENT`
+//! saying what is allowed, a DuckDB failure `INTERNAL`.
+//!
+//! Workloads are derived from cgroup identities until inventory lands (see
+//! `workloads.rs`: pods by UID, containers by short id, services by unit).
+//!
+//! Wiring it into a server:
+//!
+//! ```ignore
+//! let api = QueryApi::new(store.reader()?, facts)?
+//!     .with_observer(Arc::new(move |method, took| metrics.observe_query(method, took)));
+//! Server::builder().add_service(api.into_server())...
+//! ```
+
+mod convert;
+mod pool;
+mod status;
+mod workloads;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use upid::wire::v1::query_service_server::{QueryService, QueryServiceServer};
+use upid::wire::v1::{
+    ContainerDetail, GetContainerRequest, GetContainerSeriesRequest, GetContainerSeriesResponse,
+    GetServerInfoRequest, ListContainersRequest, ListContainersResponse, ListNodesRequest,
+    ListNodesResponse, ListWorkloadsRequest, ListWorkloadsResponse, ServerInfo, TopRequest,
+    TopResponse,
+};
+
+use self::pool::ReaderPool;
+use super::ServerFacts;
+use crate::store::{QueryError, Reader};
+
+/// Readers (DuckDB connections) a [`QueryApi`] gets by default: queries
+/// running at once; more wait for a free one.
+pub const DEFAULT_QUERY_READERS: usize = 4;
+
+/// Called after every query with the RPC's method name (as in the proto,
+/// e.g. `"ListContainers"`) and how long it took, waiting for a free reader
+/// included, whether it succeeded or not. For the
+/// `upid_collector_query_duration_seconds{method}` histogram.
+pub type QueryObserver = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
+
+/// The collector's clock in Unix ns: what "now" is for gone containers,
+/// `Top` and `GetServerInfo`.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Message for a `GetContainer`/`GetContainerSeries` without an id.
+const ID_REQUIRED: &str =
+    "id is required: give a full or unique-prefix container id, or <node>:<cgroup path>";
+
+/// `upid.v1.QueryService` over the store's read side.
+pub struct QueryApi {
+    pool: ReaderPool,
+    facts: ServerFacts,
+    observer: Option<QueryObserver>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for QueryApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryApi")
+            .field("pool", &self.pool)
+            .field("facts", &self.facts)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryApi {
+    /// A query service answering from `reader` and clones of it,
+    /// [`DEFAULT_QUERY_READERS`] connections in all. Fails only when DuckDB
+    /// cannot open another connection.
+    pub fn new(reader: Reader, facts: ServerFacts) -> Result<QueryApi, QueryError> {
+        QueryApi::with_readers(reader, facts, DEFAULT_QUERY_READERS)
+    }
+
+    /// As [`QueryApi::new`] with `readers` connections (at least one): at
+    /// most that many queries run at once.
+    pub fn with_readers(
+        reader: Reader,
+        facts: ServerFacts,
+        readers: usize,
+    ) -> Result<QueryApi, QueryError> {
+        Ok(QueryApi {
+            pool: ReaderPool::new(reader, readers)?,
+            facts,
+            observer: None,
+            clock: Arc::new(crate::store::unix_now_ns),
+        })
+    }
+
+    /// Reports every query's duration to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: QueryObserver) -> QueryApi {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Uses `clock` instead of the system clock (tests over stored history
+    /// at fixed times).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> QueryApi {
+        self.clock = clock;
+        self
+    }
+
+    /// The tonic service to add to a server. Message size limits and
+    /// compression are the caller's to set on it.
+    pub fn into_server(self) -> QueryServiceServer<QueryApi> {
+        QueryServiceServer::new(self)
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Runs one RPC, reports its duration to the observer and logs refusals.
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        rpc: impl Future<Output = Result<T, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let result = rpc.await;
+        let took = started.elapsed();
+        if let Some(observer) = &self.observer {
+            observer(method, took);
+        }
+        match &result {
+            Ok(_) => tracing::debug!(method, ?took, "query answered"),
+            Err(status) => tracing::debug!(
+                method,
+                ?took,
+                code = ?status.code(),
+                detail = status.message(),
+                "query refused"
+            ),
+        }
+        result.map(Response::new)
+    }
+}
+
+/// `Some(s)` unless `s` is empty (proto3's "not set").
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl QueryService for QueryApi {
+    async fn get_server_info(
+        &self,
+        _request: Request<GetServerInfoRequest>,
+    ) -> Result<Response<ServerInfo>, Status> {
+        self.observed("GetServerInfo", async {
+            // A file size needs no connection, so no reader is waited for.
+            let store_bytes = match self.pool.any() {
+                Some(reader) => tokio::task::spawn_blocking(move || reader.store_bytes())
+                    .await
+                    .map_err(|e| Status::internal(format!("GetServerInfo: store size: {e}")))?,
+                None => 0,
+            };
+            Ok(ServerInfo {
+                collector_version: env!("CARGO_PKG_VERSION").to_owned(),
+                server_unix_ns: self.now(),
+                started_unix_ns: self.facts.started_unix_ns,
+                store_path: self.facts.store_path.clone(),
+                store_bytes,
+                agents_connected: u32::try_from(self.facts.connected.count()).unwrap_or(u32::MAX),
+                tls: self.facts.tls,
+                auth_required: self.facts.auth_required,
+            })
+        })
+        .await
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        self.observed("ListNodes", async {
+            let nodes = self.pool.run("ListNodes", |r| r.list_nodes()).await?;
+            let connected = &self.facts.connected;
+            Ok(ListNodesResponse {
+                nodes: nodes
+                    .into_iter()
+                    .map(|n| {
+                        let is_connected = connected.is_connected(&n.agent_id);
+                        convert::node(n, is_connected)
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        let ListContainersRequest {
+            node_name,
+            include_gone,
+        } = request.into_inner();
+        let now = self.now();
+        self.observed("ListContainers", async {
+            let entries = self
+                .pool
+                .run("ListContainers", move |r| {
+                    r.list_containers_with_rates(non_empty(node_name).as_deref(), include_gone, now)
+                })
+                .await?;
+            Ok(ListContainersResponse {
+                containers: entries.into_iter().map(convert::entry).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn list_workloads(
+        &self,
+        request: Request<ListWorkloadsRequest>,
+    ) -> Result<Response<ListWorkloadsResponse>, Status> {
+        let namespace = request.into_inner().namespace;
+        let now = self.now();
+        self.observed("ListWorkloads", async {
+            let entries = self
+                .pool
+                .run("ListWorkloads", move |r| r.top(None, now))
+                .await?;
+            Ok(ListWorkloadsResponse {
+                workloads: workloads::group(&entries, &namespace),
+            })
+        })
+        .await
+    }
+
+    async fn get_container(
+        &self,
+        request: Request<GetContainerRequest>,
+    ) -> Result<Response<ContainerDetail>, Status> {
+        let id = request.into_inner().id;
+        let now = self.now();
+        self.observed("GetContainer", async {
+            if id.trim().is_empty() {
+                return Err(Status::invalid_argument(ID_REQUIRED));
+            }
+            let detail = self
+                .pool
+                .run("GetContainer", move |r| r.container(&id, now))
+                .await?;
+            Ok(convert::detail(detail))
+        })
+        .await
+    }
+
+    async fn get_container_series(
+        &self,
+        request: Request<GetContainerSeriesRequest>,
+    ) -> Result<Response<GetContainerSeriesResponse>, Status> {
+        let GetContainerSeriesRequest {
+            id,
+            start_unix_ns,
+            end_unix_ns,
+            step_ns,
+        } = request.into_inner();
+        self.observed("GetContainerSeries", async {
+            if id.trim().is_empty() {
+                return Err(Status::invalid_argument(ID_REQUIRED));
+            }
+            let series = self
+                .pool
+                .run("GetContainerSeries", move |r| {
+                    r.series(&id, start_unix_ns, end_unix_ns, step_ns)
+                })
+                .await?;
+            Ok(GetContainerSeriesResponse {
+                r#ref: Some(convert::container_ref(&series.container)),
+                step_ns: series.step_ns,
+                points: series.points.into_iter().map(convert::rates).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn top(&self, request: Request<TopRequest>) -> Result<Response<TopResponse>, Status> {
+        let node_name = non_empty(request.into_inner().node_name);
+        let now = self.now();
+        self.observed("Top", async {
+            let entries = self
+                .pool
+                .run("Top", move |r| r.top(node_name.as_deref(), now))
+                .await?;
+            Ok(TopResponse {
+                containers: entries.into_iter().map(convert::entry).collect(),
+            })
+        })
+        .await
+    }
+}
