@@ -1,8 +1,11 @@
 //! Helpers shared by upid's end-to-end tests: finding the built binaries,
 //! skipping loudly where this machine lacks root or a Docker Engine, real
 //! cgroups that clean up after themselves, and images built from scratch.
+//! [`harness`] runs real collectors and agents for the collector tests.
 
 #![allow(clippy::unwrap_used)]
+
+pub mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
