@@ -1145,3 +1145,84 @@ fn ingest_throughput() {
         samples as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// A large group holds several ticks of the same containers (the writer
+/// groups up to thousands of batches under load): every sample is stored,
+/// and the container rows end as if the ticks had come one by one, across
+/// a reopen too.
+#[test]
+fn a_group_with_many_ticks_of_the_same_containers_keeps_the_newest_facts() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let id = docker_id("7c");
+    let tick = |seq: u64, oom_kills: u64, pod_uid: &str, limit: Option<u64>| {
+        let ts = T0 + seq as i64 * 10 * SEC;
+        let mut s = full_sample(&id, ts);
+        if let Some(identity) = s.identity.as_mut() {
+            identity.pod_uid = pod_uid.into();
+        }
+        if let Some(m) = s.memory.as_mut() {
+            m.oom_kills = oom_kills;
+            m.limit_bytes = limit;
+        }
+        let service = service_sample("cron.service", ts);
+        batch(
+            "agent-1",
+            "node-a",
+            seq,
+            ts,
+            vec![s, service],
+            vec![net(7, seq)],
+        )
+    };
+    {
+        let mut store = Store::open(&path).expect("open");
+        // The OOM counter goes 1, 3, then resets to 1: 1 + 2 + 1 kills. The
+        // pod UID is learned at the second tick, the limit dropped at the third.
+        let group = vec![
+            tick(1, 1, "", Some(1 << 30)),
+            tick(2, 3, "pod-x", Some(1 << 30)),
+            tick(3, 1, "pod-x", None),
+        ];
+        let outcomes = store.ingest(&group).expect("group");
+        assert_eq!(outcomes, vec![stored(2, 1); 3]);
+    }
+    let mut store = Store::open(&path).expect("reopen");
+    // A late replay of an older tick is stored but moves no latest fact.
+    let late = {
+        let mut b = tick(4, 9, "pod-late", Some(5));
+        for s in &mut b.snapshot.as_mut().expect("snapshot").containers {
+            s.timestamp_unix_ns = T0 + 5 * SEC;
+        }
+        b
+    };
+    assert_eq!(store.ingest(&[late]).expect("late"), vec![stored(2, 1)]);
+    let reader = store.reader().expect("reader");
+    let all = reader
+        .list_containers(None, true, T0 + 40 * SEC)
+        .expect("containers");
+    assert_eq!(all.len(), 2);
+    let c = all.iter().find(|c| c.key == id).expect("the container");
+    assert_eq!(c.samples_stored, 4);
+    assert_eq!(
+        (c.first_seen_unix_ns, c.last_seen_unix_ns),
+        (T0 + 5 * SEC, T0 + 30 * SEC)
+    );
+    assert_eq!(c.pod_uid.as_deref(), Some("pod-x"));
+    assert_eq!(c.memory_limit_bytes, None);
+    assert_eq!(c.oom_kills_total, 4);
+    let service = all.iter().find(|c| c.key != id).expect("the service");
+    assert_eq!(service.samples_stored, 4);
+    assert_eq!(service.unit.as_deref(), Some("cron.service"));
+    drop(reader);
+    drop(store);
+    assert_eq!(count(&path, "SELECT count(*) FROM container_samples"), 8);
+    assert_eq!(count(&path, "SELECT count(*) FROM network_samples"), 4);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(DISTINCT container_sk) FROM container_samples"
+        ),
+        2
+    );
+}
