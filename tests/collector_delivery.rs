@@ -349,8 +349,13 @@ fn a_full_disk_under_the_spool_is_reported_and_delivery_goes_on() {
     let tmpfs = TinyTmpfs::mount(&mount, "256k");
     let spool = mount.join("spool");
     let listen = format!("127.0.0.1:{}", free_port());
+    // Batches of a few KiB (ten cgroups each) use up the last free page of
+    // the spool's segment file within a tick or two.
+    let cgroups = harness::agent::sampled_cgroups("upid-e2e-diskfull", 10);
 
-    let mut a = agent("node-full", &format!("http://{listen}"), &spool).start();
+    let mut a = agent("node-full", &format!("http://{listen}"), &spool)
+        .args(["--cgroup-glob", &cgroups.glob])
+        .start();
     wait_for(MINUTE, "the agent to create its spool", || {
         spool.join("state").exists().then_some(())
     });
@@ -382,6 +387,7 @@ fn a_full_disk_under_the_spool_is_reported_and_delivery_goes_on() {
     assert!(status.success(), "agent exit: {status}\n{}", a.output());
     collector.stop();
     drop(tmpfs);
+    drop(cgroups);
 }
 
 #[test]

@@ -193,7 +193,14 @@ fn client_certificates_not_signed_by_the_client_ca_are_refused_in_the_handshake(
                 Err(e) => format!("{e:?}"),
                 Ok(channel) => match health(channel).await {
                     Ok(s) => panic!("{what} client certificate got through: {s:?}"),
-                    Err(status) => format!("{status:?}"),
+                    Err(status) => {
+                        // A status the server sent would mean TLS let the
+                        // call through; the connection itself must fail.
+                        let transport = std::error::Error::source(&status)
+                            .is_some_and(|e| e.is::<tonic::transport::Error>());
+                        assert!(transport, "{what} client certificate: {status:?}");
+                        format!("{status:?}")
+                    }
                 },
             };
             eprintln!("{what} client certificate refused: {refused}");
