@@ -129,11 +129,7 @@ impl HostSampler {
             .map_err(StandaloneError::Hello)?
             + 1;
         // The host counts as connected while it samples in this process.
-        connected.connect(&agent_id);
-        let _connected = Disconnect {
-            connected: connected.clone(),
-            agent_id: agent_id.clone(),
-        };
+        let _connected = connected.hold(&agent_id);
         tracing::info!(%agent_id, %node_name, next_seq, interval = %humantime::format_duration(interval), "sampling this host");
         let mut queue: VecDeque<Batch> = VecDeque::new();
         let mut dropped_batches_total = 0u64;
@@ -206,16 +202,5 @@ impl HostSampler {
             }
         }
         Ok(())
-    }
-}
-
-struct Disconnect {
-    connected: Arc<ConnectedAgents>,
-    agent_id: String,
-}
-
-impl Drop for Disconnect {
-    fn drop(&mut self) {
-        self.connected.disconnect(&self.agent_id);
     }
 }

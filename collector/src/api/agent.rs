@@ -184,11 +184,7 @@ async fn run_stream(
         return;
     }
     tracing::info!(%agent_id, %node, %peer, token = %token_name, last_stored_seq, "agent connected");
-    shared.connected.connect(&agent_id);
-    let _connected = Disconnect {
-        connected: shared.connected.clone(),
-        agent_id: agent_id.clone(),
-    };
+    let _connected = shared.connected.hold(&agent_id);
 
     let (items_tx, items_rx) = mpsc::channel(shared.config.max_in_flight.max(1));
     let acker = tokio::spawn(ack_in_order(
@@ -409,17 +405,6 @@ fn writer_status(e: &WriterError) -> Status {
         WriterError::Store(_) | WriterError::Spawn(_) => {
             Status::internal(format!("{e}; unacknowledged batches will be replayed"))
         }
-    }
-}
-
-struct Disconnect {
-    connected: Arc<ConnectedAgents>,
-    agent_id: String,
-}
-
-impl Drop for Disconnect {
-    fn drop(&mut self) {
-        self.connected.disconnect(&self.agent_id);
     }
 }
 

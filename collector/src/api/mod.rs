@@ -36,6 +36,16 @@ pub struct ConnectedAgents {
 }
 
 impl ConnectedAgents {
+    /// Records that `agent_id` opened a stream until the returned guard
+    /// is dropped.
+    pub fn hold(self: &Arc<Self>, agent_id: &str) -> ConnectedGuard {
+        self.connect(agent_id);
+        ConnectedGuard {
+            connected: self.clone(),
+            agent_id: agent_id.to_owned(),
+        }
+    }
+
     /// Records that `agent_id` opened a stream.
     pub fn connect(&self, agent_id: &str) {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
@@ -67,5 +77,19 @@ impl ConnectedAgents {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+/// Keeps an agent counted as connected while it lives (see
+/// [`ConnectedAgents::hold`]).
+#[derive(Debug)]
+pub struct ConnectedGuard {
+    connected: Arc<ConnectedAgents>,
+    agent_id: String,
+}
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        self.connected.disconnect(&self.agent_id);
     }
 }
