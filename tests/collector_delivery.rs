@@ -21,7 +21,7 @@ use upid_e2e::{is_root, skip_unless, wait_for};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// Stored batches, samples stored for each batch, per agent.
+/// The seqs stored per agent id, ascending, with the agent's node name.
 fn stored_seqs(store_path: &Path) -> BTreeMap<String, (String, Vec<u64>)> {
     store::seqs_by_agent(&store::open(store_path))
 }
@@ -225,6 +225,22 @@ fn every_batch_is_stored_exactly_once_across_crashes_of_the_collector_and_an_age
 
     assert_exactly_once(&store_path, &facts);
     let made: u64 = facts.iter().map(|(_, f)| f.last_seq).sum();
+    if let Some(c) = &cgroups {
+        // Every batch carried the test cgroups, each stored once.
+        let like = c.glob.replace('*', "%");
+        let samples = store::count(
+            &store::open(&store_path),
+            &format!(
+                "SELECT count(*) FROM container_samples JOIN containers USING (container_sk) \
+                 WHERE cgroup_path LIKE '{like}'"
+            ),
+        );
+        assert_eq!(
+            samples as u64,
+            made * c.cgroups.len() as u64,
+            "test cgroup samples"
+        );
+    }
     assert!(
         made as f64 - stored >= stored_before_crash,
         "the first collector stored at least the {stored_before_crash} batches it reported \
