@@ -374,7 +374,7 @@ fn stage_container_states(
     }
     let table = "stage_container_state";
     let failed = |source| StoreError::Append { table, source };
-    conn.execute("DELETE FROM temp.main.stage_container_state", [])
+    execute_cached(conn, "DELETE FROM temp.main.stage_container_state")
         .map_err(|source| StoreError::Ingest {
             step: "clear a staging table",
             source,
@@ -424,7 +424,7 @@ fn stage_container_states(
     app.append_record_batch(batch).map_err(failed)?;
     app.flush().map_err(failed)?;
     drop(app);
-    conn.execute(UPDATE_CONTAINER_STATE, [])
+    execute_cached(conn, UPDATE_CONTAINER_STATE)
         .map_err(|source| StoreError::Ingest {
             step: "update a dimension table",
             source,
@@ -576,6 +576,13 @@ fn append_rows<R>(
     app.flush().map_err(failed)
 }
 
+/// Runs a statement prepared once per connection: every ingest runs the
+/// same few, and parsing and planning them again costs more than running
+/// them on a small group.
+fn execute_cached(conn: &Connection, sql: &str) -> duckdb::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
+}
+
 /// Replaces the staging table's content with `rows` and runs `update`.
 fn update_from_stage<R>(
     conn: &Connection,
@@ -587,13 +594,13 @@ fn update_from_stage<R>(
     if rows.is_empty() {
         return Ok(());
     }
-    conn.execute(&format!("DELETE FROM temp.main.{stage}"), [])
+    execute_cached(conn, &format!("DELETE FROM temp.main.{stage}"))
         .map_err(|source| StoreError::Ingest {
             step: "clear a staging table",
             source,
         })?;
     append_rows(conn, stage, true, rows, append)?;
-    conn.execute(update, [])
+    execute_cached(conn, update)
         .map_err(|source| StoreError::Ingest {
             step: "update a dimension table",
             source,
