@@ -93,6 +93,10 @@ pub struct CollectorArgs {
     /// temporary directory). They are deleted at the end.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Keep the stores (and the Prometheus blocks) for inspection instead
+    /// of deleting them; their directory is printed.
+    #[arg(long)]
+    pub keep: bool,
     /// Print one JSON line on stdout (the human summary goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -312,6 +316,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
             .tempdir(),
     }
     .context("creating the benchmark's temporary directory")?;
+    let work = Work::new(work, args.keep);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads.max(1))
         .enable_all()
@@ -455,7 +460,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         store.bytes_per_value(),
         store.shutdown.as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(work.path().join("run"));
+    work.remove("run");
 
     let storage = if args.storage_ticks == 0 {
         None
@@ -464,7 +469,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
             args,
             &collector_bin,
             &runtime,
-            work.path(),
+            &work,
             promtool,
             interrupt,
         )?)
@@ -481,6 +486,41 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         collector_hwm_bytes,
         storage,
     })
+}
+
+/// The benchmark's temporary directory: deleted at the end, or kept
+/// (`--keep`).
+struct Work {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl Work {
+    fn new(dir: tempfile::TempDir, keep: bool) -> Work {
+        let path = dir.path().to_path_buf();
+        if keep {
+            eprintln!("keeping the stores under {}", path.display());
+            // Not deleted on drop.
+            let _kept = dir.keep();
+            Work { dir: None, path }
+        } else {
+            Work {
+                dir: Some(dir),
+                path,
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Deletes `sub` now (when not keeping), to free the disk early.
+    fn remove(&self, sub: &str) {
+        if self.dir.is_some() {
+            let _ = std::fs::remove_dir_all(self.path.join(sub));
+        }
+    }
 }
 
 /// What [`measure`] saw in its interval.
@@ -549,12 +589,12 @@ fn storage(
     args: &CollectorArgs,
     collector_bin: &std::path::Path,
     runtime: &tokio::runtime::Runtime,
-    work: &std::path::Path,
+    work: &Work,
     promtool: Result<PathBuf, String>,
     interrupt: &Interrupt,
 ) -> anyhow::Result<StorageReport> {
     let ticks = args.storage_ticks;
-    let store_path = work.join("storage").join("upid.duckdb");
+    let store_path = work.path().join("storage").join("upid.duckdb");
     let mut collector = CollectorProcess::start(collector_bin, &store_path, interrupt)?;
     let config = LoadConfig {
         addr: collector.ready().grpc,
@@ -598,10 +638,10 @@ fn storage(
         upid.values,
         upid.bytes_per_value()
     );
-    let _ = std::fs::remove_dir_all(work.join("storage"));
+    work.remove("storage");
     let prometheus = match promtool {
         Ok(promtool) => {
-            let dir = work.join("prometheus");
+            let dir = work.path().join("prometheus");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let report = collector_prom::compare(
                 &promtool,
@@ -618,7 +658,7 @@ fn storage(
                 report.values,
                 report.bytes_per_value()
             );
-            let _ = std::fs::remove_dir_all(&dir);
+            work.remove("prometheus");
             Ok(report)
         }
         Err(why) => Err(why),

@@ -1226,3 +1226,73 @@ fn a_group_with_many_ticks_of_the_same_containers_keeps_the_newest_facts() {
         2
     );
 }
+
+/// Not a test: bytes on disk per column of `container_samples` in the
+/// store at `UPID_PROBE_STORE` (e.g. one kept by `upid-bench collector
+/// --keep`), each column copied alone into a fresh database, in stored row
+/// order and sorted by container and time. Run with
+/// `UPID_PROBE_STORE=... cargo test --workspace --test store -- --ignored --nocapture column_sizes`.
+#[test]
+#[ignore = "a measurement, not a test"]
+fn column_sizes() {
+    let Ok(source) = std::env::var("UPID_PROBE_STORE") else {
+        eprintln!("set UPID_PROBE_STORE to a store file");
+        return;
+    };
+    let dir = TempDir::new();
+    let size_of = |select: &str, name: &str| -> u64 {
+        let path = dir.path(&format!("{name}.duckdb"));
+        let conn = duckdb::Connection::open(&path).expect("open copy");
+        conn.execute_batch(&format!(
+            "ATTACH '{source}' AS src (READ_ONLY); CREATE TABLE t AS {select}; CHECKPOINT; DETACH src;"
+        ))
+        .expect("copy");
+        drop(conn);
+        std::fs::metadata(&path).map_or(0, |m| m.len())
+    };
+    let empty = size_of("SELECT 1 AS x", "empty");
+    let rows = {
+        let conn = duckdb::Connection::open(&source).expect("open source");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM container_samples", [], |r| r.get(0))
+            .expect("count");
+        rows as f64
+    };
+    eprintln!("{rows} rows; an empty database is {empty} bytes");
+    eprintln!("{:<28} {:>12} {:>12}", "column", "B/row", "B/row sorted");
+    let columns: Vec<String> = {
+        let conn = duckdb::Connection::open(&source).expect("open source");
+        let mut stmt = conn
+            .prepare(
+                "SELECT column_name FROM information_schema.columns
+                 WHERE table_name = 'container_samples' ORDER BY ordinal_position",
+            )
+            .expect("columns");
+        stmt.query_map([], |r| r.get(0))
+            .expect("columns")
+            .collect::<Result<_, _>>()
+            .expect("columns")
+    };
+    let (mut total, mut total_sorted) = (0.0, 0.0);
+    for column in &columns {
+        let plain = size_of(
+            &format!("SELECT {column} FROM src.container_samples"),
+            column,
+        );
+        let sorted = size_of(
+            &format!(
+                "SELECT {column} FROM src.container_samples ORDER BY container_sk, ts_unix_ns"
+            ),
+            &format!("{column}_sorted"),
+        );
+        let per_row = |bytes: u64| bytes.saturating_sub(empty) as f64 / rows;
+        total += per_row(plain);
+        total_sorted += per_row(sorted);
+        eprintln!(
+            "{column:<28} {:>12.3} {:>12.3}",
+            per_row(plain),
+            per_row(sorted)
+        );
+    }
+    eprintln!("{:<28} {total:>12.3} {total_sorted:>12.3}", "total");
+}
