@@ -1259,6 +1259,32 @@ fn column_sizes() {
         rows as f64
     };
     eprintln!("{rows} rows; an empty database is {empty} bytes");
+    {
+        let conn = duckdb::Connection::open(&source).expect("open source");
+        let (blocks, used, free): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT total_blocks, used_blocks, free_blocks FROM pragma_database_size()",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("database_size");
+        eprintln!("blocks: {blocks} total, {used} used, {free} free");
+    }
+    for table in [
+        "container_samples",
+        "batches",
+        "node_samples",
+        "network_samples",
+        "containers",
+        "agents",
+        "nodes",
+    ] {
+        let bytes = size_of(&format!("SELECT * FROM src.{table}"), table);
+        eprintln!(
+            "table {table:<20} {:>12} bytes",
+            bytes.saturating_sub(empty)
+        );
+    }
     eprintln!("{:<28} {:>12} {:>12}", "column", "B/row", "B/row sorted");
     let columns: Vec<String> = {
         let conn = duckdb::Connection::open(&source).expect("open source");
