@@ -374,11 +374,12 @@ fn stage_container_states(
     }
     let table = "stage_container_state";
     let failed = |source| StoreError::Append { table, source };
-    execute_cached(conn, "DELETE FROM temp.main.stage_container_state")
-        .map_err(|source| StoreError::Ingest {
+    execute_cached(conn, "DELETE FROM temp.main.stage_container_state").map_err(|source| {
+        StoreError::Ingest {
             step: "clear a staging table",
             source,
-        })?;
+        }
+    })?;
     let n = moved.len();
     let mut sk = UInt32Builder::with_capacity(n);
     let mut first_seen = Int64Builder::with_capacity(n);
@@ -424,11 +425,10 @@ fn stage_container_states(
     app.append_record_batch(batch).map_err(failed)?;
     app.flush().map_err(failed)?;
     drop(app);
-    execute_cached(conn, UPDATE_CONTAINER_STATE)
-        .map_err(|source| StoreError::Ingest {
-            step: "update a dimension table",
-            source,
-        })?;
+    execute_cached(conn, UPDATE_CONTAINER_STATE).map_err(|source| StoreError::Ingest {
+        step: "update a dimension table",
+        source,
+    })?;
     Ok(())
 }
 
@@ -594,16 +594,16 @@ fn update_from_stage<R>(
     if rows.is_empty() {
         return Ok(());
     }
-    execute_cached(conn, &format!("DELETE FROM temp.main.{stage}"))
-        .map_err(|source| StoreError::Ingest {
+    execute_cached(conn, &format!("DELETE FROM temp.main.{stage}")).map_err(|source| {
+        StoreError::Ingest {
             step: "clear a staging table",
             source,
-        })?;
+        }
+    })?;
     append_rows(conn, stage, true, rows, append)?;
-    execute_cached(conn, update)
-        .map_err(|source| StoreError::Ingest {
-            step: "update a dimension table",
-            source,
-        })?;
+    execute_cached(conn, update).map_err(|source| StoreError::Ingest {
+        step: "update a dimension table",
+        source,
+    })?;
     Ok(())
 }
