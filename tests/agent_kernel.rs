@@ -169,6 +169,28 @@ fn measure_cores_checked(s: &mut Sampler, path: &str, dir: &Path) -> (f64, rate:
     (cores, r)
 }
 
+/// Like [`measure_cores_checked`] for a load meant to use 0.5 cores: when
+/// the tasks' own accounting shows the load did not get its CPU (another
+/// process on this 2-core machine took it), the window says nothing about
+/// the agent, so it is measured again, up to three windows. The agent is
+/// checked against the tasks' accounting in every window.
+fn measure_half_core_load(s: &mut Sampler, path: &str, dir: &Path) -> f64 {
+    let mut cores = 0.0;
+    for attempt in 1..=3 {
+        let tasks_before = task_cpu_ns(dir);
+        let (agent_cores, r) = measure_cores_checked(s, path, dir);
+        let task_cores = (task_cpu_ns(dir) - tasks_before) as f64 / r.interval_s / 1e9;
+        cores = agent_cores;
+        if (0.425..=0.575).contains(&task_cores) {
+            break;
+        }
+        eprintln!(
+            "window {attempt}: the load itself got {task_cores:.3} cores (machine busy); measuring again"
+        );
+    }
+    cores
+}
+
 /// CPU cores used by the cgroup over [`WINDOW`], measured by the agent.
 fn measure_cores(s: &mut Sampler, path: &str) -> (f64, rate::ContainerRates) {
     let a = s.sample().expect("sample");
@@ -193,7 +215,7 @@ fn kernel_half_core_load_reads_half_a_core() {
     cg.spawn("stress-ng", HALF_CORE_LOAD);
     let mut s = sampler(&h, &name);
     wait_for_tasks(&mut s, &cg.path, 2);
-    let (cores, _) = measure_cores_checked(&mut s, &cg.path, &cg.dirs[0]);
+    let cores = measure_half_core_load(&mut s, &cg.path, &cg.dirs[0]);
     assert!(
         (0.425..=0.575).contains(&cores),
         "a 0.5-core load read {cores:.3} cores (want 0.5 ±15 %)"
@@ -359,7 +381,7 @@ fn kernel_v2_cpu_and_pressure_from_the_unified_hierarchy() {
             (text.lines().count() >= 2).then_some(())
         },
     );
-    let (cores, _) = measure_cores_checked(&mut s, &cg.path, &cg.dir_in(&unified));
+    let cores = measure_half_core_load(&mut s, &cg.path, &cg.dir_in(&unified));
     assert!(
         (0.425..=0.575).contains(&cores),
         "v2 cpu.stat: a 0.5-core load read {cores:.3} cores"
