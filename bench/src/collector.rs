@@ -211,7 +211,7 @@ pub struct LatencyReport {
     pub samples_per_s: f64,
     /// Ack latency, from when each batch was due.
     pub latency: Latency,
-    /// Batches sent late because the agent's window was full.
+    /// Times an agent had a batch due while its window was full.
     pub window_waits: u64,
     /// CPU and memory in the interval.
     pub usage: Usage,
@@ -759,7 +759,7 @@ impl CollectorBenchReport {
             l.samples_per_s
         ));
         line(format!(
-            "  ack latency p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms ({} batches, {} sent late for a full window)",
+            "  ack latency p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms ({} batches; an agent's window was full {} times)",
             l.latency.p50_ms,
             l.latency.p99_ms,
             l.latency.p999_ms,
