@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cli::time_arg::{self, TimeArg};
+use crate::wire::v1;
+
 /// Where `upid` looks for the collector when neither `--server` nor
 /// `UPID_SERVER` is set: `upid-collector standalone` listens here.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -91,13 +94,17 @@ pub enum Command {
     },
     /// Containers by their latest CPU (or memory) use, busiest first.
     Top(TopArgs),
-    /// Show one container in detail: identity, limits, latest usage and a
-    /// recent series.
+    /// Show one container in detail: identity, image, state, workload,
+    /// requests and limits, latest usage, a recent series and its recent
+    /// events.
     Describe {
         /// What to describe.
         #[command(subcommand)]
         what: DescribeWhat,
     },
+    /// Lifecycle events (start, die, OOM, restart, image and health
+    /// changes, create, destroy), newest first.
+    Events(EventsArgs),
     /// Check the way to the collector step by step (address, TLS, health,
     /// auth, versions, clocks, agents) and say how to fix what fails.
     Doctor,
@@ -118,9 +125,33 @@ pub enum GetWhat {
     /// Containers (and services) with their latest usage.
     #[command(visible_alias = "container", alias = "ctr")]
     Containers(ContainersArgs),
-    /// Workloads (Kubernetes owners) with their summed usage.
+    /// Workloads (Kubernetes owners, compose services, containers) with
+    /// their summed usage.
     #[command(visible_alias = "workload", alias = "wl")]
     Workloads(WorkloadsArgs),
+}
+
+/// `-n NAMESPACE` / `-A`, shared by the commands that filter by namespace.
+/// Without either, every namespace is listed (as kubectl does when no
+/// namespace is configured).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NamespaceArgs {
+    /// Only this namespace: a Kubernetes namespace or a compose project.
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace (the default; for kubectl habits).
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+impl NamespaceArgs {
+    /// The namespace to ask for; empty means every namespace.
+    pub fn wanted(&self) -> &str {
+        match (&self.namespace, self.all_namespaces) {
+            (Some(ns), false) => ns,
+            _ => "",
+        }
+    }
 }
 
 /// Flags of `upid get containers`.
@@ -129,18 +160,132 @@ pub struct ContainersArgs {
     /// Only containers on this node.
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
-    /// Include containers that are gone (exited, not sampled any more).
+    /// Include containers that are gone (exited, removed, not sampled any
+    /// more); their STATE is `gone`.
     #[arg(long, short = 'a')]
     pub all: bool,
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
 }
 
 /// Flags of `upid get workloads`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadsArgs {
-    /// Only workloads in this Kubernetes namespace.
-    #[arg(long, short = 'n', value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
 }
+
+/// A lifecycle event type, as `--type` takes it and tables show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum EventType {
+    /// The container started (first start or after a restart).
+    Start,
+    /// Its main process exited.
+    Die,
+    /// The kernel OOM-killed a process in it.
+    Oom,
+    /// The runtime restarted it.
+    Restart,
+    /// Its image (or its workload's image) changed.
+    #[value(alias = "image_change")]
+    ImageChange,
+    /// Its health status changed.
+    #[value(alias = "health_change")]
+    HealthChange,
+    /// It was created.
+    Create,
+    /// It was removed.
+    Destroy,
+}
+
+impl EventType {
+    /// Every type, in the order help and errors list them.
+    pub const ALL: [EventType; 8] = [
+        EventType::Start,
+        EventType::Die,
+        EventType::Oom,
+        EventType::Restart,
+        EventType::ImageChange,
+        EventType::HealthChange,
+        EventType::Create,
+        EventType::Destroy,
+    ];
+
+    /// The name `--type` takes and tables and JSON show.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Start => "start",
+            EventType::Die => "die",
+            EventType::Oom => "oom",
+            EventType::Restart => "restart",
+            EventType::ImageChange => "image-change",
+            EventType::HealthChange => "health-change",
+            EventType::Create => "create",
+            EventType::Destroy => "destroy",
+        }
+    }
+
+    /// The wire kind.
+    pub fn kind(self) -> v1::EventKind {
+        match self {
+            EventType::Start => v1::EventKind::Start,
+            EventType::Die => v1::EventKind::Die,
+            EventType::Oom => v1::EventKind::Oom,
+            EventType::Restart => v1::EventKind::Restart,
+            EventType::ImageChange => v1::EventKind::ImageChange,
+            EventType::HealthChange => v1::EventKind::HealthChange,
+            EventType::Create => v1::EventKind::Create,
+            EventType::Destroy => v1::EventKind::Destroy,
+        }
+    }
+
+    /// The type of a wire kind; `None` for unspecified or unknown values.
+    pub fn of_kind(value: i32) -> Option<EventType> {
+        Self::ALL.into_iter().find(|t| t.kind() as i32 == value)
+    }
+}
+
+/// Flags of `upid events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// Only events at or after this time: a duration back from now (`30m`,
+    /// `2h`, `7d`) or an RFC 3339 time (`2024-05-01T12:00:00Z`). Default:
+    /// everything stored.
+    #[arg(long, value_name = "WHEN", value_parser = time_arg::parse)]
+    pub since: Option<TimeArg>,
+    /// Only events before this time (same forms as --since). Default: now.
+    #[arg(long, value_name = "WHEN", value_parser = time_arg::parse)]
+    pub until: Option<TimeArg>,
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+    /// Only this workload: its name, `KIND/NAME` as the WORKLOAD column
+    /// shows it (`deployment/web`), or `KIND/NAMESPACE/NAME`.
+    #[arg(long, value_name = "WORKLOAD")]
+    pub workload: Option<String>,
+    /// Only this container: a full or unique-prefix id, or a container
+    /// name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+    /// Only containers on this node.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Only these types, comma-separated or repeated.
+    #[arg(long = "type", value_name = "TYPE", value_enum, value_delimiter = ',')]
+    pub types: Vec<EventType>,
+    /// At most this many events, the newest; 0 lets the collector choose
+    /// (1000).
+    #[arg(long, default_value_t = DEFAULT_EVENT_LIMIT)]
+    pub limit: u32,
+}
+
+/// Events `upid events` shows without `--limit`.
+pub const DEFAULT_EVENT_LIMIT: u32 = 100;
+
+/// Events `upid describe container` shows.
+pub const DESCRIBE_EVENT_LIMIT: u32 = 20;
 
 /// What `upid top` sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,5 +394,120 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn containers_and_workloads_take_a_namespace_or_all_of_them() {
+        let cli = Cli::try_parse_from(["upid", "get", "containers", "-n", "shop", "--all"])
+            .expect("parses");
+        match cli.command {
+            Command::Get {
+                what: GetWhat::Containers(a),
+            } => {
+                assert_eq!(a.ns.wanted(), "shop");
+                assert!(a.all);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["upid", "get", "workloads", "-A"]).expect("parses");
+        match cli.command {
+            Command::Get {
+                what: GetWhat::Workloads(a),
+            } => assert_eq!(a.ns.wanted(), "", "-A is every namespace"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["upid", "get", "containers"]).expect("parses");
+        match cli.command {
+            Command::Get {
+                what: GetWhat::Containers(a),
+            } => assert_eq!(a.ns.wanted(), "", "every namespace by default"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = Cli::try_parse_from(["upid", "get", "containers", "-n", "shop", "-A"])
+            .expect_err("-n and -A conflict");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    fn events(args: &[&str]) -> Result<EventsArgs, clap::Error> {
+        let argv = ["upid", "events"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Events(a) => Ok(a),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_take_every_filter() {
+        let a = events(&[
+            "--since",
+            "2h",
+            "--until",
+            "2024-05-01T12:00:00Z",
+            "-n",
+            "shop",
+            "--workload",
+            "deployment/web",
+            "--container",
+            "web",
+            "--node",
+            "n1",
+            "--type",
+            "die,oom",
+            "--type",
+            "image_change",
+            "--limit",
+            "5",
+            "-o",
+            "wide",
+        ])
+        .expect("parses");
+        assert_eq!(a.since, Some(TimeArg::Ago(Duration::from_secs(7200))));
+        assert_eq!(a.until, Some(TimeArg::At(1_714_564_800_000_000_000)));
+        assert_eq!(a.ns.wanted(), "shop");
+        assert_eq!(a.workload.as_deref(), Some("deployment/web"));
+        assert_eq!(a.container.as_deref(), Some("web"));
+        assert_eq!(a.node.as_deref(), Some("n1"));
+        assert_eq!(
+            a.types,
+            [EventType::Die, EventType::Oom, EventType::ImageChange]
+        );
+        assert_eq!(a.limit, 5);
+        let a = events(&[]).expect("parses");
+        assert_eq!(a.since, None, "everything stored by default");
+        assert_eq!(a.limit, DEFAULT_EVENT_LIMIT);
+        assert!(a.types.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_refused_with_the_valid_ones() {
+        let e = events(&["--type", "start,explode"]).expect_err("unknown type");
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        let text = e.to_string();
+        assert!(text.contains("explode"), "{text}");
+        for t in EventType::ALL {
+            assert!(text.contains(t.name()), "{text} lacks {}", t.name());
+        }
+    }
+
+    #[test]
+    fn a_bad_since_is_refused_with_the_forms_that_work() {
+        let e = events(&["--since", "yesterday"]).expect_err("bad time");
+        let text = e.to_string();
+        assert!(
+            text.contains("30m, 2h, 7d") && text.contains("RFC 3339"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn event_type_names_match_their_wire_kinds_both_ways() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::of_kind(t.kind() as i32), Some(t));
+            // The name `--type` takes is the one clap knows.
+            let value = t.to_possible_value().expect("visible");
+            assert_eq!(value.get_name(), t.name());
+        }
+        assert_eq!(EventType::of_kind(0), None);
+        assert_eq!(EventType::of_kind(99), None);
     }
 }

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use crate::cli::Output;
 use crate::cli::args::{
-    ContainersArgs, DescribeContainerArgs, Format, SortBy, TopArgs, WorkloadsArgs,
+    ContainersArgs, DESCRIBE_EVENT_LIMIT, DescribeContainerArgs, EventsArgs, Format, SortBy,
+    TopArgs, WorkloadsArgs,
 };
 use crate::cli::connect::{Connection, Settings};
 use crate::cli::doctor::now_unix_ns;
 use crate::cli::error::CliError;
 use crate::cli::render::{self, empty_hint};
-use crate::cli::view::{ContainerView, DescribeView, NodeView, WorkloadView};
+use crate::cli::view::{ContainerView, DescribeView, EventView, NodeView, WorkloadView};
 use crate::wire::v1;
 
 /// An open connection and the settings it was opened with.
@@ -88,9 +89,11 @@ impl Session {
         args: &ContainersArgs,
         format: Format,
     ) -> Result<Output, CliError> {
+        let namespace = args.ns.wanted();
         let request = v1::ListContainersRequest {
             node_name: args.node.clone().unwrap_or_default(),
             include_gone: args.all,
+            namespace: namespace.to_owned(),
         };
         let r = self.conn.query().list_containers(request).await;
         let mut containers: Vec<ContainerView> = self
@@ -100,15 +103,19 @@ impl Session {
             .iter()
             .map(ContainerView::from)
             .collect();
-        containers.sort_by(|a, b| (&a.node_name, &a.id).cmp(&(&b.node_name, &b.id)));
+        // A collector older than the namespace filter ignores it: filter
+        // here too, so `-n` never shows another namespace.
+        retain_namespace(&mut containers, namespace);
+        sort_containers(&mut containers);
         let stdout = render::containers(&containers, format, now_unix_ns())?;
         let advice = (!args.all).then_some("add --all to include containers that are gone");
+        let scope = scope(args.node.as_deref(), namespace);
         self.with_hint(
             stdout,
             format,
             containers.is_empty(),
             "containers",
-            args.node.as_deref(),
+            scope.as_deref(),
             advice,
         )
         .await
@@ -129,12 +136,13 @@ impl Session {
             .collect();
         sort_top(&mut containers, args.sort);
         let stdout = render::top(&containers, format)?;
+        let scope = scope(args.node.as_deref(), "");
         self.with_hint(
             stdout,
             format,
             containers.is_empty(),
             "running containers",
-            args.node.as_deref(),
+            scope.as_deref(),
             None,
         )
         .await
@@ -146,8 +154,9 @@ impl Session {
         args: &WorkloadsArgs,
         format: Format,
     ) -> Result<Output, CliError> {
+        let namespace = args.ns.wanted();
         let request = v1::ListWorkloadsRequest {
-            namespace: args.namespace.clone().unwrap_or_default(),
+            namespace: namespace.to_owned(),
         };
         let r = self.conn.query().list_workloads(request).await;
         let mut workloads: Vec<WorkloadView> = self
@@ -161,15 +170,73 @@ impl Session {
             (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
         });
         let stdout = render::workloads(&workloads, format)?;
+        let scope = scope(None, namespace);
         self.with_hint(
             stdout,
             format,
             workloads.is_empty(),
             "workloads",
-            None,
-            Some("workloads are Kubernetes pods' owners; `upid get containers` lists everything sampled"),
+            scope.as_deref(),
+            Some("`upid get containers` lists everything sampled"),
         )
         .await
+    }
+
+    /// `upid events`.
+    pub async fn events(&self, args: &EventsArgs, format: Format) -> Result<Output, CliError> {
+        let now = now_unix_ns();
+        let since_unix_ns = args.since.map_or(0, |t| t.resolve(now));
+        let until_unix_ns = args.until.map_or(0, |t| t.resolve(now));
+        if since_unix_ns > 0 && until_unix_ns > 0 && since_unix_ns >= until_unix_ns {
+            return Err(CliError::BadFlag {
+                flag: "--since/--until",
+                reason: format!(
+                    "--since ({}) is not before --until ({})",
+                    crate::cli::units::rfc3339(since_unix_ns).unwrap_or_default(),
+                    crate::cli::units::rfc3339(until_unix_ns).unwrap_or_default()
+                ),
+            });
+        }
+        let namespace = args.ns.wanted();
+        let request = v1::ListEventsRequest {
+            since_unix_ns,
+            until_unix_ns,
+            node_name: args.node.clone().unwrap_or_default(),
+            namespace: namespace.to_owned(),
+            workload: args.workload.clone().unwrap_or_default(),
+            container: args.container.clone().unwrap_or_default(),
+            kinds: args.types.iter().map(|t| t.kind() as i32).collect(),
+            limit: args.limit,
+        };
+        let r = self.conn.query().list_events(request).await;
+        let mut events: Vec<EventView> = self
+            .answer("ListEvents", r, args.container.as_deref())
+            .await?
+            .events
+            .iter()
+            .map(EventView::from)
+            .collect();
+        sort_events(&mut events);
+        let stdout = render::events(&events, format, now)?;
+        let scope = scope(args.node.as_deref(), namespace);
+        let mut out = self
+            .with_hint(
+                stdout,
+                format,
+                events.is_empty(),
+                "events",
+                scope.as_deref(),
+                Some("widen --since, or drop filters"),
+            )
+            .await?;
+        let table = matches!(format, Format::Table | Format::Wide);
+        if table && args.limit > 0 && events.len() >= args.limit as usize {
+            out.stderr = format!(
+                "Showing the newest {} events: raise --limit (0: the collector's maximum) or narrow --since\n",
+                events.len()
+            );
+        }
+        Ok(out)
     }
 
     /// `upid describe container ID`.
@@ -209,10 +276,33 @@ impl Session {
         };
         let r = self.conn.query().get_container_series(request).await;
         let series = self.answer("GetContainerSeries", r, Some(&key)).await;
+        let container_id = detail
+            .summary
+            .as_ref()
+            .and_then(|s| s.r#ref.as_ref())
+            .and_then(|r| r.identity.as_ref())
+            .map(|i| i.container_id.clone())
+            .unwrap_or_default();
+        // Events are the runtime's: a cgroup without a container id has none.
+        let events = if container_id.is_empty() {
+            Ok(v1::ListEventsResponse::default())
+        } else {
+            let request = v1::ListEventsRequest {
+                container: container_id.clone(),
+                limit: DESCRIBE_EVENT_LIMIT,
+                ..Default::default()
+            };
+            let r = self.conn.query().list_events(request).await;
+            self.answer("ListEvents", r, Some(&container_id)).await
+        };
         let view = DescribeView::new(
             &detail,
             match &series {
                 Ok(s) => Ok((start_unix_ns, end_unix_ns, s)),
+                Err(e) => Err(e.to_string()),
+            },
+            match &events {
+                Ok(e) => Ok(e.events.as_slice()),
                 Err(e) => Err(e.to_string()),
             },
         );
@@ -225,13 +315,13 @@ impl Session {
         format: Format,
         empty: bool,
         what: &str,
-        node: Option<&str>,
+        scope: Option<&str>,
         advice: Option<&str>,
     ) -> Result<Output, CliError> {
         let mut out = Output::ok(String::new());
         if empty && matches!(format, Format::Table | Format::Wide) {
             let agents = self.agents_connected().await;
-            out.stderr = empty_hint(what, node, agents, advice);
+            out.stderr = empty_hint(what, scope, agents, advice);
         } else {
             out.stdout = stdout;
         }
@@ -257,6 +347,48 @@ pub fn default_step(since: Duration) -> Duration {
         .find(|s| *s >= wanted_s)
         .unwrap_or(86_400);
     Duration::from_secs(step_s)
+}
+
+/// Where a listing looked, for its empty hint: `in namespace shop on node
+/// n1`; `None` when it looked everywhere.
+fn scope(node: Option<&str>, namespace: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    if !namespace.is_empty() {
+        parts.push(format!("in namespace {namespace}"));
+    }
+    if let Some(node) = node {
+        parts.push(format!("on node {node}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// Keeps the containers of `namespace` (all when it is empty).
+fn retain_namespace(containers: &mut Vec<ContainerView>, namespace: &str) {
+    if !namespace.is_empty() {
+        containers.retain(|c| c.namespace.as_deref() == Some(namespace));
+    }
+}
+
+/// By namespace (none first), name, node and id: replicas of one workload
+/// side by side, a stable order for scripts.
+fn sort_containers(containers: &mut [ContainerView]) {
+    containers.sort_by(|a, b| {
+        (&a.namespace, &a.name, &a.node_name, &a.id).cmp(&(
+            &b.namespace,
+            &b.name,
+            &b.node_name,
+            &b.id,
+        ))
+    });
+}
+
+/// Newest first (whatever order the collector sent), ties in a stable order.
+fn sort_events(events: &mut [EventView]) {
+    events.sort_by(|a, b| {
+        b.time_unix_ns
+            .cmp(&a.time_unix_ns)
+            .then_with(|| (&a.container_id, &a.event_type).cmp(&(&b.container_id, &b.event_type)))
+    });
 }
 
 /// Highest first; absent values last; ties by node and id for a stable

@@ -21,10 +21,23 @@ mod tests {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let s = script(shell);
             assert!(s.contains("upid"), "{shell}");
-            for word in ["doctor", "describe", "containers"] {
+            for word in [
+                "doctor",
+                "describe",
+                "containers",
+                "events",
+                "since",
+                "all-namespaces",
+            ] {
                 assert!(s.contains(word), "{shell} script lacks {word}");
             }
         }
         assert!(script(Shell::Bash).contains("complete -F"));
+        // `--type` completes to the event type names.
+        let bash = script(Shell::Bash);
+        assert!(
+            bash.contains("start die oom restart image-change health-change create destroy"),
+            "{bash}"
+        );
     }
 }

@@ -198,6 +198,14 @@ pub enum CliError {
         /// The server's message.
         detail: String,
     },
+    /// Flags that parse one by one but cannot be used together as given.
+    #[error("invalid {flag}: {reason}")]
+    BadFlag {
+        /// The flag or flags, e.g. `--since/--until`.
+        flag: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// Output could not be encoded.
     #[error("cannot write {format} output: {cause}")]
     Encode {
@@ -225,6 +233,7 @@ impl CliError {
             | CliError::Timeout { cause, .. }
             | CliError::Tls { cause, .. }
             | CliError::Encode { cause, .. } => cause.clone(),
+            CliError::BadFlag { reason, .. } => reason.clone(),
             CliError::SchemeMismatch { mismatch, .. } => match mismatch {
                 SchemeMismatch::ServerWantsTls => "the collector speaks TLS, the URL says http://",
                 SchemeMismatch::ServerIsPlaintext => {
@@ -291,6 +300,7 @@ impl CliError {
             CliError::Rpc { .. } => {
                 "look at the collector's log; retry with a longer --timeout if it is busy".into()
             }
+            CliError::BadFlag { flag, .. } => format!("correct {flag} (see `upid help`)"),
             CliError::Encode { .. } => "report this as a bug".into(),
         }
     }

@@ -5,7 +5,8 @@
 //!   [`CliError`]s that say what to do ([`error`]), helped by [`probe`]
 //!   (what protocol a port speaks).
 //! - [`view`]: the API's answers as flat, unit-named records (what JSON and
-//!   YAML print); [`render`] and [`units`]: pure text rendering.
+//!   YAML print); [`render`] and [`units`]: pure text rendering;
+//!   [`time_arg`]: `--since`/`--until` values.
 //! - [`doctor`]: the step-by-step connection check.
 //!
 //! [`run`] executes a parsed command and returns what to print; the binary
@@ -19,6 +20,7 @@ pub mod doctor;
 pub mod error;
 pub mod probe;
 pub mod render;
+pub mod time_arg;
 pub mod units;
 pub mod view;
 
@@ -86,6 +88,12 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
                 .await
         }
         Command::Top(a) => session(connect, ssl_cert_file).await?.top(&a, format).await,
+        Command::Events(a) => {
+            session(connect, ssl_cert_file)
+                .await?
+                .events(&a, format)
+                .await
+        }
         Command::Describe {
             what: DescribeWhat::Container(a),
         } => {

@@ -2,7 +2,13 @@
 //! built from the query API's responses. Field names are a stable interface
 //! for scripts (documented in docs/cli.md); add fields, never rename them.
 
+pub mod events;
+pub mod inventory;
+
 use serde::Serialize;
+
+pub use events::EventView;
+pub use inventory::{ContainerInfoView, ImageView, WorkloadRefView};
 
 use crate::cli::units;
 use crate::model;
@@ -99,12 +105,49 @@ impl NodeStatus {
     }
 }
 
-/// A container (or service, or glob-matched cgroup) with its latest usage.
+/// A container (or service, or glob-matched cgroup) with its latest usage
+/// and, where the agent has inventory, who it is and what state it is in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerView {
     /// What `upid describe container` takes: the full container id, else
     /// `NODE:CGROUP_PATH`.
     pub id: String,
+    /// The NAME column: the container name from inventory, else the
+    /// systemd unit, else the 12-character id, else the cgroup path.
+    pub name: String,
+    /// Kubernetes namespace, else the compose project (`null` for a bare
+    /// container or a cgroup).
+    pub namespace: Option<String>,
+    /// `kind/name` of the owning workload, e.g. `deployment/web`.
+    pub workload: Option<String>,
+    /// Image reference as configured, e.g. `nginx:1.25.3-alpine`.
+    pub image: Option<String>,
+    /// Image tag.
+    pub image_tag: Option<String>,
+    /// Image repository digest (`sha256:…`).
+    pub image_digest: Option<String>,
+    /// The STATE column: `gone` when the node no longer reports the
+    /// container, else the runtime's state (`running`, `exited`,
+    /// `waiting`, ...); `null` without inventory.
+    pub state: Option<String>,
+    /// Why it is in its state, e.g. `CrashLoopBackOff`.
+    pub state_reason: Option<String>,
+    /// `none`, `starting`, `healthy`, `unhealthy`; `null` without inventory.
+    pub health: Option<String>,
+    /// Restarts counted by the runtime; `null` without inventory.
+    pub restarts: Option<u32>,
+    /// The node no longer reports this container.
+    pub gone: bool,
+    /// Kubernetes pod name.
+    pub pod_name: Option<String>,
+    /// Kubernetes CPU request.
+    pub cpu_request_millicores: Option<u64>,
+    /// Kubernetes memory request.
+    pub memory_request_bytes: Option<u64>,
+    /// Last start (Unix ns), from inventory.
+    pub started_unix_ns: Option<i64>,
+    /// Last start, RFC 3339 UTC.
+    pub started: Option<String>,
     /// Node it runs on.
     pub node_name: String,
     /// Full 64-hex container id (`null` for services and cgroups).
@@ -150,6 +193,8 @@ pub struct ContainerView {
     pub usage_start_unix_ns: Option<i64>,
     /// End of that interval (Unix ns).
     pub usage_end_unix_ns: Option<i64>,
+    /// Everything inventory knows (`null` without inventory).
+    pub info: Option<ContainerInfoView>,
 }
 
 impl From<&v1::ContainerSummary> for ContainerView {
@@ -161,30 +206,72 @@ impl From<&v1::ContainerSummary> for ContainerView {
         let container_id = non_empty(&identity.container_id);
         let latest = c.latest.unwrap_or_default();
         let has_interval = c.latest.is_some() && latest.end_unix_ns > 0;
+        let info = c.info.as_ref().map(ContainerInfoView::from);
+        let i = info.as_ref();
+        let image = i.and_then(|i| i.image.as_ref());
+        let unit = non_empty(&identity.unit);
+        let name = i
+            .and_then(|i| i.name.clone())
+            .or_else(|| unit.clone())
+            .unwrap_or_else(|| {
+                let id = &identity.container_id;
+                match id.get(..12) {
+                    Some(short) => short.to_owned(),
+                    None if !id.is_empty() => id.clone(),
+                    None => identity.cgroup_path.clone(),
+                }
+            });
+        let state = if c.gone {
+            Some("gone".to_owned())
+        } else {
+            i.and_then(|i| i.state.clone())
+        };
+        let started_unix_ns = i.and_then(|i| i.started_unix_ns);
         ContainerView {
             id: container_key(&node_name, &identity),
+            name,
+            namespace: i.and_then(|i| i.effective_namespace().map(str::to_owned)),
+            workload: i.and_then(ContainerInfoView::workload_label),
+            image: image.and_then(|i| i.reference.clone()),
+            image_tag: image.and_then(|i| i.tag.clone()),
+            image_digest: image.and_then(|i| i.digest.clone()),
+            state,
+            state_reason: i.and_then(|i| i.state_reason.clone()),
+            health: i.and_then(|i| i.health.clone()),
+            restarts: i.map(|i| i.restart_count),
+            gone: c.gone,
+            pod_name: i.and_then(|i| i.pod_name.clone()),
+            cpu_request_millicores: i.and_then(|i| i.cpu_request_millicores),
+            memory_request_bytes: i.and_then(|i| i.memory_request_bytes),
+            started_unix_ns,
+            started: started_unix_ns.and_then(units::rfc3339),
             node_name,
             container_id,
-            runtime: runtime(identity.runtime),
+            runtime: runtime(identity.runtime).or_else(|| i.and_then(|i| i.runtime)),
             cgroup_path: identity.cgroup_path.clone(),
-            pod_uid: non_empty(&identity.pod_uid),
-            qos: qos(identity.qos),
-            unit: non_empty(&identity.unit),
+            pod_uid: non_empty(&identity.pod_uid).or_else(|| i.and_then(|i| i.pod_uid.clone())),
+            qos: qos(identity.qos).or_else(|| i.and_then(|i| i.qos)),
+            unit,
             first_seen_unix_ns: c.first_seen_unix_ns,
             first_seen: units::rfc3339(c.first_seen_unix_ns),
             last_seen_unix_ns: c.last_seen_unix_ns,
             last_seen: units::rfc3339(c.last_seen_unix_ns),
             cpu_cores: latest.cpu_cores,
             cpu_throttled_ratio: latest.cpu_throttled_ratio,
-            cpu_limit_millicores: c.cpu_limit_millicores,
+            cpu_limit_millicores: c
+                .cpu_limit_millicores
+                .or_else(|| i.and_then(|i| i.cpu_limit_millicores)),
             memory_working_set_bytes: latest.memory_working_set_bytes,
             memory_peak_bytes: latest.memory_peak_bytes,
-            memory_limit_bytes: c.memory_limit_bytes,
+            memory_limit_bytes: c
+                .memory_limit_bytes
+                .or_else(|| i.and_then(|i| i.memory_limit_bytes)),
             net_rx_bytes_per_s: latest.net_rx_bytes_per_s,
             net_tx_bytes_per_s: latest.net_tx_bytes_per_s,
             oom_kills_total: c.oom_kills_total,
             usage_start_unix_ns: has_interval.then_some(latest.start_unix_ns),
             usage_end_unix_ns: has_interval.then_some(latest.end_unix_ns),
+            info,
         }
     }
 }
@@ -217,6 +304,13 @@ impl ContainerView {
         Some(self.cpu_cores? * 1000.0 / limit as f64)
     }
 
+    /// When AGE counts from: the last start, else the first sample.
+    pub fn age_from_unix_ns(&self) -> i64 {
+        self.started_unix_ns
+            .filter(|t| *t > 0)
+            .unwrap_or(self.first_seen_unix_ns)
+    }
+
     /// Working set as a share of the limit.
     pub fn memory_of_limit(&self) -> Option<f64> {
         let limit = self.memory_limit_bytes.filter(|l| *l > 0)?;
@@ -224,17 +318,31 @@ impl ContainerView {
     }
 }
 
-/// A workload (Kubernetes owner) with its containers' summed usage.
+/// A workload (Kubernetes owner, compose service, container, ...) with
+/// its containers' summed usage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkloadView {
-    /// Kubernetes namespace.
+    /// Kubernetes namespace or compose project (empty when none).
     pub namespace: String,
-    /// Owner kind, e.g. `Deployment`.
+    /// Short lower-case kind: `deployment`, `statefulset`, `daemonset`,
+    /// `job`, `cronjob`, `replicaset`, `pod`, `compose`, `container`,
+    /// `other`; without inventory also `service`, `cgroup`.
     pub kind: String,
     /// Owner name.
     pub name: String,
-    /// Containers counted.
+    /// `kind/name`, as the WORKLOAD column of containers and events shows
+    /// it (and `upid events --workload` takes it).
+    pub workload: String,
+    /// Pods (Kubernetes) or containers (Docker) running.
+    pub replicas: u32,
+    /// Containers counted (all replicas, all container names).
     pub containers: u32,
+    /// Distinct image references its containers run.
+    pub images: Vec<String>,
+    /// Restarts of its current containers, summed.
+    pub restarts: u32,
+    /// OOM kills of its current containers, summed.
+    pub oom_kills: u64,
     /// CPU used, in cores.
     pub cpu_cores: Option<f64>,
     /// Working set.
@@ -243,11 +351,17 @@ pub struct WorkloadView {
 
 impl From<&v1::Workload> for WorkloadView {
     fn from(w: &v1::Workload) -> Self {
+        let kind = inventory::normalize_kind(&w.kind);
         WorkloadView {
             namespace: w.namespace.clone(),
-            kind: w.kind.clone(),
+            workload: format!("{kind}/{}", w.name),
+            kind,
             name: w.name.clone(),
+            replicas: w.replicas,
             containers: w.containers,
+            images: w.images.clone(),
+            restarts: w.restarts,
+            oom_kills: w.oom_kills,
             cpu_cores: w.cpu_cores,
             memory_working_set_bytes: w.memory_working_set_bytes,
         }
@@ -323,13 +437,20 @@ pub struct DescribeView {
     pub series: Option<SeriesView>,
     /// Why the series is missing.
     pub series_error: Option<String>,
+    /// Its recent events, newest first (`null` when they could not be
+    /// fetched; empty for cgroups without a container id).
+    pub events: Option<Vec<EventView>>,
+    /// Why `events` is missing.
+    pub events_error: Option<String>,
 }
 
 impl DescribeView {
-    /// Builds the view from the detail and, if fetched, the series.
+    /// Builds the view from the detail and, if fetched, the series and the
+    /// events.
     pub fn new(
         detail: &v1::ContainerDetail,
         series: Result<(i64, i64, &v1::GetContainerSeriesResponse), String>,
+        events: Result<&[v1::Event], String>,
     ) -> Self {
         let container = detail
             .summary
@@ -352,12 +473,18 @@ impl DescribeView {
             ),
             Err(e) => (None, Some(e)),
         };
+        let (events, events_error) = match events {
+            Ok(e) => (Some(e.iter().map(EventView::from).collect()), None),
+            Err(e) => (None, Some(e)),
+        };
         DescribeView {
             container,
             samples_stored: detail.samples_stored,
             latest_sample,
             series,
             series_error,
+            events,
+            events_error,
         }
     }
 }

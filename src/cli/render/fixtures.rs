@@ -1,5 +1,6 @@
-//! Realistic query API responses for rendering tests: a Docker container
-//! with limits, a Kubernetes pod container, a systemd service.
+//! Realistic query API responses for rendering tests: a Docker compose
+//! container with limits, a Kubernetes pod container, a systemd service
+//! (no inventory), a gone container, lifecycle events.
 
 use crate::wire::v1;
 
@@ -25,6 +26,48 @@ fn rates(cpu: f64, ws: u64) -> v1::Rates {
     }
 }
 
+/// Full id of the Kubernetes container.
+pub const POD_ID: &str = "9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c";
+
+/// Inventory of the compose container: service `web` of project `shop`,
+/// healthy, started a day ago.
+pub fn docker_info() -> v1::ContainerInfo {
+    v1::ContainerInfo {
+        container_id: DOCKER_ID.into(),
+        runtime: v1::Runtime::Docker as i32,
+        name: "shop-web-1".into(),
+        image: Some(v1::ImageRef {
+            reference: "registry.local:5000/shop/web:1.1".into(),
+            repository: "registry.local:5000/shop/web".into(),
+            tag: "1.1".into(),
+            digest: "sha256:a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+                .into(),
+            image_id: "sha256:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+                .into(),
+        }),
+        labels: [
+            ("com.docker.compose.service", "web"),
+            ("com.docker.compose.project", "shop"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        state: v1::ContainerState::Running as i32,
+        health: v1::HealthStatus::Healthy as i32,
+        started_unix_ns: Some(NOW_NS - 86_400 * S),
+        cpu_limit_millicores: Some(1500),
+        memory_limit_bytes: Some(512 * MI),
+        workload: Some(v1::WorkloadRef {
+            kind: v1::WorkloadKind::ComposeService as i32,
+            namespace: "shop".into(),
+            name: "web".into(),
+            detail: String::new(),
+        }),
+        sources: vec!["docker".into()],
+        ..Default::default()
+    }
+}
+
 /// A Docker container limited to 1.5 cores and 512 MiB, using 0.253 cores
 /// and 120 MiB, seen 5 s ago, with 2 OOM kills in its history.
 pub fn docker() -> v1::ContainerSummary {
@@ -44,12 +87,58 @@ pub fn docker() -> v1::ContainerSummary {
         memory_limit_bytes: Some(512 * MI),
         oom_kills_total: 2,
         latest: Some(rates(0.2534, 120 * MI)),
+        info: Some(docker_info()),
+        gone: false,
+    }
+}
+
+/// Inventory of the pod container: `checkout` of Deployment `checkout` in
+/// `shop`, restarted 3 times, last exit an OOM kill, no healthcheck.
+pub fn pod_info() -> v1::ContainerInfo {
+    v1::ContainerInfo {
+        container_id: POD_ID.into(),
+        runtime: v1::Runtime::Containerd as i32,
+        name: "checkout".into(),
+        image: Some(v1::ImageRef {
+            reference: "shop/checkout:2.3.1".into(),
+            repository: "docker.io/shop/checkout".into(),
+            tag: "2.3.1".into(),
+            digest: String::new(),
+            image_id: "sha256:0011223344556677889900112233445566778899001122334455667788990011"
+                .into(),
+        }),
+        labels: [("app", "checkout"), ("pod-template-hash", "7d9f8")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        state: v1::ContainerState::Running as i32,
+        health: v1::HealthStatus::None as i32,
+        restart_count: 3,
+        exit_code: Some(137),
+        oom_killed: true,
+        started_unix_ns: Some(NOW_NS - 300 * S),
+        finished_unix_ns: Some(NOW_NS - 301 * S),
+        cpu_request_millicores: Some(250),
+        memory_request_bytes: Some(256 * MI),
+        namespace: "shop".into(),
+        pod_name: "checkout-7d9f8-x2k4q".into(),
+        pod_uid: "1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809".into(),
+        qos: v1::QosClass::Burstable as i32,
+        last_termination_reason: "OOMKilled".into(),
+        workload: Some(v1::WorkloadRef {
+            kind: v1::WorkloadKind::Deployment as i32,
+            namespace: "shop".into(),
+            name: "checkout".into(),
+            detail: String::new(),
+        }),
+        sources: vec!["kubernetes".into()],
+        ..Default::default()
     }
 }
 
 /// A Kubernetes pod container (containerd, Burstable), no limits, 1.2 GiB.
 pub fn pod() -> v1::ContainerSummary {
-    let id = "9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c";
+    let id = POD_ID;
     v1::ContainerSummary {
         r#ref: Some(v1::ContainerRef {
             node_name: "node-b".into(),
@@ -70,7 +159,150 @@ pub fn pod() -> v1::ContainerSummary {
         memory_limit_bytes: None,
         oom_kills_total: 0,
         latest: Some(rates(1.25, 1229 * MI)),
+        info: Some(pod_info()),
+        gone: false,
     }
+}
+
+/// A Docker container outside compose that exited (code 1) and is no
+/// longer reported.
+pub fn gone() -> v1::ContainerSummary {
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    v1::ContainerSummary {
+        r#ref: Some(v1::ContainerRef {
+            node_name: "node-a".into(),
+            identity: Some(v1::CgroupIdentity {
+                cgroup_path: format!("/system.slice/docker-{id}.scope"),
+                runtime: v1::Runtime::Docker as i32,
+                container_id: id.into(),
+                ..Default::default()
+            }),
+        }),
+        first_seen_unix_ns: NOW_NS - 7200 * S,
+        last_seen_unix_ns: NOW_NS - 3600 * S,
+        oom_kills_total: 0,
+        latest: None,
+        info: Some(v1::ContainerInfo {
+            container_id: id.into(),
+            runtime: v1::Runtime::Docker as i32,
+            name: "batch-once".into(),
+            image: Some(v1::ImageRef {
+                reference: "busybox".into(),
+                repository: "docker.io/library/busybox".into(),
+                ..Default::default()
+            }),
+            state: v1::ContainerState::Exited as i32,
+            state_reason: "Error".into(),
+            exit_code: Some(1),
+            workload: Some(v1::WorkloadRef {
+                kind: v1::WorkloadKind::Container as i32,
+                name: "batch-once".into(),
+                ..Default::default()
+            }),
+            sources: vec!["docker".into()],
+            ..Default::default()
+        }),
+        gone: true,
+        ..Default::default()
+    }
+}
+
+/// The pod container whose owner chain stopped at its ReplicaSet (no
+/// permission to read ReplicaSets).
+pub fn degraded_detail() -> v1::ContainerDetail {
+    let mut summary = pod();
+    if let Some(info) = summary.info.as_mut() {
+        info.workload = Some(v1::WorkloadRef {
+            kind: v1::WorkloadKind::ReplicaSet as i32,
+            namespace: "shop".into(),
+            name: "checkout-7d9f8".into(),
+            detail: "replicasets.apps is forbidden: owner resolved from the pod-template-hash"
+                .into(),
+        });
+    }
+    v1::ContainerDetail {
+        summary: Some(summary),
+        latest_sample: None,
+        samples_stored: 7,
+    }
+}
+
+/// Events, newest first: the pod container's OOM kill and exit, the compose
+/// container's health and image changes, and a start of a container
+/// without inventory.
+pub fn events() -> Vec<v1::Event> {
+    let checkout = v1::WorkloadRef {
+        kind: v1::WorkloadKind::Deployment as i32,
+        namespace: "shop".into(),
+        name: "checkout".into(),
+        detail: String::new(),
+    };
+    let web = v1::WorkloadRef {
+        kind: v1::WorkloadKind::ComposeService as i32,
+        namespace: "shop".into(),
+        name: "web".into(),
+        detail: String::new(),
+    };
+    let event = |ago_s: i64, id: &str, kind: v1::EventKind| v1::LifecycleEvent {
+        timestamp_unix_ns: NOW_NS - ago_s * S,
+        container_id: id.into(),
+        kind: kind as i32,
+        ..Default::default()
+    };
+    vec![
+        v1::Event {
+            event: Some(event(300, POD_ID, v1::EventKind::Oom)),
+            node_name: "node-b".into(),
+            container_name: "checkout".into(),
+            namespace: "shop".into(),
+            workload: Some(checkout.clone()),
+            image: "shop/checkout:2.3.1".into(),
+        },
+        v1::Event {
+            event: Some(v1::LifecycleEvent {
+                exit_code: Some(137),
+                detail: "exit 137 (OOMKilled)".into(),
+                ..event(300, POD_ID, v1::EventKind::Die)
+            }),
+            node_name: "node-b".into(),
+            container_name: "checkout".into(),
+            namespace: "shop".into(),
+            workload: Some(checkout),
+            image: "shop/checkout:2.3.1".into(),
+        },
+        v1::Event {
+            event: Some(v1::LifecycleEvent {
+                from: "healthy".into(),
+                to: "unhealthy".into(),
+                ..event(42 * 60, DOCKER_ID, v1::EventKind::HealthChange)
+            }),
+            node_name: "node-a".into(),
+            container_name: "shop-web-1".into(),
+            namespace: String::new(),
+            workload: Some(web.clone()),
+            image: "shop/web:1.1".into(),
+        },
+        v1::Event {
+            event: Some(v1::LifecycleEvent {
+                from: "shop/web:1.0".into(),
+                to: "shop/web:1.1".into(),
+                ..event(125 * 60, DOCKER_ID, v1::EventKind::ImageChange)
+            }),
+            node_name: "node-a".into(),
+            container_name: "shop-web-1".into(),
+            namespace: String::new(),
+            workload: Some(web),
+            image: "shop/web:1.1".into(),
+        },
+        v1::Event {
+            event: Some(event(3 * 86_400, DOCKER_ID, v1::EventKind::Start)),
+            node_name: "node-a".into(),
+            container_name: String::new(),
+            namespace: String::new(),
+            workload: None,
+            image: String::new(),
+        },
+    ]
 }
 
 /// A systemd service with a single sample so far (no rates yet).
@@ -96,6 +328,8 @@ pub fn service() -> v1::ContainerSummary {
             memory_working_set_bytes: Some(5 * MI),
             ..Default::default()
         }),
+        info: None,
+        gone: false,
     }
 }
 
@@ -134,16 +368,51 @@ pub fn nodes() -> Vec<v1::Node> {
     ]
 }
 
-/// One Deployment's summed usage.
+/// A Deployment with two image versions mid-rollout, a compose service
+/// with many images (to truncate), and a systemd service (no inventory).
 pub fn workloads() -> Vec<v1::Workload> {
-    vec![v1::Workload {
-        namespace: "shop".into(),
-        kind: "Deployment".into(),
-        name: "checkout".into(),
-        containers: 3,
-        cpu_cores: Some(0.75),
-        memory_working_set_bytes: Some(900 * MI),
-    }]
+    vec![
+        v1::Workload {
+            namespace: "shop".into(),
+            kind: "Deployment".into(),
+            name: "checkout".into(),
+            containers: 3,
+            cpu_cores: Some(0.75),
+            memory_working_set_bytes: Some(900 * MI),
+            images: vec!["shop/checkout:2.3.1".into(), "shop/checkout:2.3.0".into()],
+            restarts: 3,
+            oom_kills: 1,
+            replicas: 3,
+        },
+        v1::Workload {
+            namespace: "shop".into(),
+            kind: "ComposeService".into(),
+            name: "web".into(),
+            containers: 4,
+            cpu_cores: Some(0.2534),
+            memory_working_set_bytes: Some(120 * MI),
+            images: vec![
+                "registry.local:5000/shop/web:1.1".into(),
+                "registry.local:5000/shop/web:1.0".into(),
+                "registry.local:5000/shop/web-sidecar:3".into(),
+            ],
+            restarts: 0,
+            oom_kills: 2,
+            replicas: 2,
+        },
+        v1::Workload {
+            namespace: String::new(),
+            kind: "Service".into(),
+            name: "ssh.service".into(),
+            containers: 1,
+            cpu_cores: None,
+            memory_working_set_bytes: Some(5 * MI),
+            images: Vec::new(),
+            restarts: 0,
+            oom_kills: 0,
+            replicas: 0,
+        },
+    ]
 }
 
 /// The Docker container in detail, with its latest stored sample.

@@ -3,10 +3,12 @@
 //! without a collector.
 
 mod describe;
+mod events;
 mod lists;
 mod table;
 
 pub use describe::describe;
+pub use events::events;
 pub use lists::{containers, nodes, top, workloads};
 pub use table::Table;
 
@@ -44,17 +46,19 @@ pub fn structured<T: Serialize + ?Sized>(
 }
 
 /// The line printed on stderr (table output) when a listing is empty:
-/// what was asked, and how many agents the collector has, so "nothing
-/// there" and "nobody reporting" are told apart.
+/// what was asked (`scope`: where it looked, e.g. `in namespace shop on
+/// node n1`), and how many agents the collector has, so "nothing there"
+/// and "nobody reporting" are told apart.
 pub fn empty_hint(
     what: &str,
-    node: Option<&str>,
+    scope: Option<&str>,
     agents_connected: Option<u32>,
     advice: Option<&str>,
 ) -> String {
     let mut line = format!("No {what} found");
-    if let Some(node) = node {
-        line.push_str(&format!(" on node {node}"));
+    if let Some(scope) = scope {
+        line.push(' ');
+        line.push_str(scope);
     }
     if let Some(n) = agents_connected {
         line.push_str(&format!(" (agents connected: {n})"));
@@ -91,8 +95,17 @@ mod tests {
     #[test]
     fn empty_hints_say_where_and_how_many_agents() {
         assert_eq!(
-            empty_hint("containers", Some("n1"), Some(2), None),
+            empty_hint("containers", Some("on node n1"), Some(2), None),
             "No containers found on node n1 (agents connected: 2)\n"
+        );
+        assert_eq!(
+            empty_hint(
+                "events",
+                Some("in namespace shop"),
+                None,
+                Some("widen --since")
+            ),
+            "No events found in namespace shop: widen --since\n"
         );
         assert_eq!(
             empty_hint("nodes", None, Some(0), Some("start an agent")),
