@@ -122,7 +122,8 @@ pub enum GetWhat {
     /// Nodes and the agents that report them.
     #[command(visible_alias = "node", alias = "no")]
     Nodes,
-    /// Containers (and services) with their latest usage.
+    /// Containers (and services) with who they are (name, workload, image,
+    /// state, health, restarts) and their latest usage.
     #[command(visible_alias = "container", alias = "ctr")]
     Containers(ContainersArgs),
     /// Workloads (Kubernetes owners, compose services, containers) with

@@ -13,6 +13,7 @@ use crate::cli::connect::{Connection, Settings};
 use crate::cli::doctor::now_unix_ns;
 use crate::cli::error::CliError;
 use crate::cli::render::{self, empty_hint};
+use crate::cli::units::rfc3339;
 use crate::cli::view::{ContainerView, DescribeView, EventView, NodeView, WorkloadView};
 use crate::wire::v1;
 
@@ -182,21 +183,18 @@ impl Session {
         .await
     }
 
-    /// `upid events`.
-    pub async fn events(&self, args: &EventsArgs, format: Format) -> Result<Output, CliError> {
-        let now = now_unix_ns();
-        let since_unix_ns = args.since.map_or(0, |t| t.resolve(now));
-        let until_unix_ns = args.until.map_or(0, |t| t.resolve(now));
-        if since_unix_ns > 0 && until_unix_ns > 0 && since_unix_ns >= until_unix_ns {
-            return Err(CliError::BadFlag {
-                flag: "--since/--until",
-                reason: format!(
-                    "--since ({}) is not before --until ({})",
-                    crate::cli::units::rfc3339(since_unix_ns).unwrap_or_default(),
-                    crate::cli::units::rfc3339(until_unix_ns).unwrap_or_default()
-                ),
-            });
-        }
+    /// `upid events`, over `range` (from [`event_range`]).
+    pub async fn events(
+        &self,
+        args: &EventsArgs,
+        range: EventRange,
+        format: Format,
+    ) -> Result<Output, CliError> {
+        let EventRange {
+            now_unix_ns: now,
+            since_unix_ns,
+            until_unix_ns,
+        } = range;
         let namespace = args.ns.wanted();
         let request = v1::ListEventsRequest {
             since_unix_ns,
@@ -349,6 +347,45 @@ pub fn default_step(since: Duration) -> Duration {
     Duration::from_secs(step_s)
 }
 
+/// The time range `upid events` asks for, resolved once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRange {
+    /// Now, as the range was resolved.
+    pub now_unix_ns: i64,
+    /// Lower bound; 0: unbounded.
+    pub since_unix_ns: i64,
+    /// Upper bound; 0: unbounded.
+    pub until_unix_ns: i64,
+}
+
+/// Resolves `--since`/`--until` against `now_unix_ns`; an empty range is
+/// an error (before anything is asked of the collector).
+pub fn event_range(args: &EventsArgs, now_unix_ns: i64) -> Result<EventRange, CliError> {
+    let since_unix_ns = args.since.map_or(0, |t| t.resolve(now_unix_ns));
+    let until_unix_ns = args.until.map_or(0, |t| t.resolve(now_unix_ns));
+    let until_or_now = if until_unix_ns > 0 {
+        until_unix_ns
+    } else {
+        now_unix_ns
+    };
+    if since_unix_ns > 0 && since_unix_ns >= until_or_now {
+        return Err(CliError::BadFlag {
+            flag: "--since/--until",
+            reason: format!(
+                "--since ({}) is not before {} ({})",
+                rfc3339(since_unix_ns).unwrap_or_default(),
+                if until_unix_ns > 0 { "--until" } else { "now" },
+                rfc3339(until_or_now).unwrap_or_default()
+            ),
+        });
+    }
+    Ok(EventRange {
+        now_unix_ns,
+        since_unix_ns,
+        until_unix_ns,
+    })
+}
+
 /// Where a listing looked, for its empty hint: `in namespace shop on node
 /// n1`; `None` when it looked everywhere.
 fn scope(node: Option<&str>, namespace: &str) -> Option<String> {
@@ -413,6 +450,7 @@ fn sort_top(containers: &mut [ContainerView], by: SortBy) {
 mod tests {
     use super::*;
     use crate::cli::render::fixtures;
+    use clap::Parser as _;
 
     fn views() -> Vec<ContainerView> {
         [fixtures::service(), fixtures::docker(), fixtures::pod()]
@@ -447,5 +485,83 @@ mod tests {
         assert_eq!(c[0].node_name, "node-b");
         assert!(c[1].container_id.is_some());
         assert_eq!(c[2].unit.as_deref(), Some("ssh.service"));
+    }
+
+    fn events_args(args: &[&str]) -> EventsArgs {
+        let argv = ["upid", "events"].iter().chain(args).copied();
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("parses")
+            .command
+        {
+            crate::cli::args::Command::Events(a) => a,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_ranges_resolve_against_now_and_refuse_empty_ones() {
+        use crate::cli::render::fixtures::NOW_NS;
+        let s = 1_000_000_000;
+        let r = event_range(&events_args(&["--since", "1h"]), NOW_NS).expect("valid");
+        assert_eq!(r.since_unix_ns, NOW_NS - 3600 * s);
+        assert_eq!(r.until_unix_ns, 0, "unbounded: the collector's now");
+        let r = event_range(
+            &events_args(&["--since", "2023-11-14T00:00:00Z", "--until", "30m"]),
+            NOW_NS,
+        )
+        .expect("valid");
+        assert_eq!(r.since_unix_ns, NOW_NS - (22 * 3600 + 13 * 60 + 20) * s);
+        assert_eq!(r.until_unix_ns, NOW_NS - 1800 * s);
+        let none = event_range(&events_args(&[]), NOW_NS).expect("valid");
+        assert_eq!((none.since_unix_ns, none.until_unix_ns), (0, 0));
+        let e = event_range(&events_args(&["--since", "1h", "--until", "2h"]), NOW_NS)
+            .expect_err("since after until");
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "--since (2023-11-14T21:13:20Z) is not before --until (2023-11-14T20:13:20Z)"
+            ),
+            "{text}"
+        );
+        assert!(event_range(&events_args(&["--since", "2030-01-01"]), NOW_NS).is_err());
+    }
+
+    #[test]
+    fn events_are_newest_first_whatever_order_they_came_in() {
+        let mut events: Vec<EventView> = fixtures::events()
+            .iter()
+            .rev()
+            .map(EventView::from)
+            .collect();
+        sort_events(&mut events);
+        let times: Vec<i64> = events.iter().map(|e| e.time_unix_ns).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+        // Same instant: a stable order (by container, then type).
+        assert_eq!(events[0].event_type, "die");
+        assert_eq!(events[1].event_type, "oom");
+    }
+
+    #[test]
+    fn the_namespace_filter_holds_even_if_the_collector_ignores_it() {
+        let mut c: Vec<ContainerView> = [
+            fixtures::docker(),
+            fixtures::pod(),
+            fixtures::service(),
+            fixtures::gone(),
+        ]
+        .iter()
+        .map(ContainerView::from)
+        .collect();
+        retain_namespace(&mut c, "");
+        assert_eq!(c.len(), 4, "no namespace: everything");
+        retain_namespace(&mut c, "shop");
+        sort_containers(&mut c);
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["checkout", "shop-web-1"]);
+        assert_eq!(
+            scope(Some("n1"), "shop").as_deref(),
+            Some("in namespace shop on node n1")
+        );
+        assert_eq!(scope(None, ""), None);
     }
 }

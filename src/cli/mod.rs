@@ -89,9 +89,11 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
         }
         Command::Top(a) => session(connect, ssl_cert_file).await?.top(&a, format).await,
         Command::Events(a) => {
+            // A bad range is the user's to fix: say so before connecting.
+            let range = commands::event_range(&a, doctor::now_unix_ns())?;
             session(connect, ssl_cert_file)
                 .await?
-                .events(&a, format)
+                .events(&a, range, format)
                 .await
         }
         Command::Describe {
