@@ -20,6 +20,8 @@ pub mod doctor;
 pub mod error;
 pub mod probe;
 pub mod render;
+#[cfg(test)]
+mod scripted_collector;
 pub mod time_arg;
 pub mod units;
 pub mod view;
