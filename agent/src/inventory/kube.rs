@@ -226,7 +226,10 @@ impl State {
     }
 
     async fn handle(&mut self, event: Event<Pod>) -> Result<(), Closed> {
-        if self.watch_problem.take().is_some() {
+        // `Init` comes before the list is even tried: only a finished list
+        // or a watch event shows the API answers again.
+        let works = !matches!(event, Event::Init | Event::InitApply(_));
+        if works && self.watch_problem.take().is_some() {
             tracing::info!(node = %self.node, "Kubernetes pod watch works again");
             // Owner problems are reported again should they persist.
             self.reported.clear();
