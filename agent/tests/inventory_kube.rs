@@ -664,6 +664,67 @@ async fn a_forbidden_replicaset_degrades_to_the_pod_template_hash() {
 }
 
 #[tokio::test]
+async fn a_forbidden_job_and_a_vanished_replicaset_fall_back_to_best_guesses() {
+    let mut routes = cluster(Vec::new());
+    routes.insert(
+        format!("GET {JOB_BACKUP}"),
+        Reply::Json(403, fixture("forbidden-job.json")),
+    );
+    routes.insert(
+        format!("GET {RS_LEGACY}"),
+        Reply::Json(404, fixture("notfound-replicaset.json")),
+    );
+    let server = Replay::start(routes).await;
+    let mut source = Running::start(server.client(), Duration::from_secs(600));
+
+    // The missing permission is reported; the 404 (an owner deleted a
+    // moment ago, nothing for anyone to fix) is not.
+    let reason = match source.next().await {
+        SourceUpdate::Degraded { reason, .. } => reason,
+        other => panic!("expected Degraded for the Job, got {other:?}"),
+    };
+    assert!(reason.contains("jobs.batch"), "{reason}");
+    assert!(reason.contains("get on jobs (API group batch)"), "{reason}");
+    let full = source.full().await;
+    assert_eq!(full.len(), 11);
+    let m = by_pod_and_name(&full);
+
+    let backup = get(&m, "backup-28912345-6xq2f", "backup");
+    assert_eq!(
+        workload(backup),
+        (
+            v1::WorkloadKind::Job,
+            "batch".into(),
+            "backup-28912345".into()
+        )
+    );
+    assert_eq!(
+        backup.workload.as_ref().expect("workload").detail,
+        "jobs.batch \"backup-28912345\" is forbidden: a CronJob above it is unknown"
+    );
+    let legacy = get(&m, "legacy-7c9f8d6b5-q9w8e", "worker");
+    assert_eq!(
+        workload(legacy),
+        (
+            v1::WorkloadKind::Deployment,
+            "legacy".into(),
+            "legacy".into()
+        )
+    );
+    assert_eq!(
+        legacy.workload.as_ref().expect("workload").detail,
+        "replicasets.apps \"legacy-7c9f8d6b5\" not found: resolved from pod-template-hash"
+    );
+    // The web pods resolve normally.
+    assert_eq!(
+        workload(get(&m, "web-5d8f7c9b4-k9m2z", "app")),
+        (v1::WorkloadKind::Deployment, "shop".into(), "web".into())
+    );
+    let rest = source.stop().await;
+    assert!(rest.is_empty(), "unexpected updates: {rest:?}");
+}
+
+#[tokio::test]
 async fn a_forbidden_pod_list_is_reported_once_retried_and_recovers() {
     // Forbidden twice (RBAC not applied yet), then allowed.
     let forbidden = Reply::Json(403, fixture("forbidden-pods.json"));
