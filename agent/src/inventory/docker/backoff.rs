@@ -34,6 +34,7 @@ impl Backoff {
     }
 
     /// The step the next delay is taken from.
+    #[cfg(test)]
     pub fn step(&self) -> Duration {
         self.step
     }
