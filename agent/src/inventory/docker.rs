@@ -45,6 +45,11 @@ pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest retry delay (before jitter takes up to half of it off).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A session must have lasted this long for the backoff to start over:
+/// a daemon that accepts connections and then fails at once (an events
+/// endpoint refused by an authorization plugin, say) is retried ever more
+/// slowly instead of every half second.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// How to reach Docker and how often to resync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +100,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
+        let session_start = tokio::time::Instant::now();
         let end = match Session::connect(&endpoint) {
             Ok(session) => session.run(&mut link, &mut shutdown, resync).await,
             Err(failure) => End::Failed {
@@ -106,7 +112,7 @@ pub async fn run(
             End::Stop => return,
             End::Failed { failure, connected } => (failure, connected),
         };
-        if connected {
+        if connected && session_start.elapsed() >= STABLE_SESSION {
             backoff.reset();
         }
         let reason = failure.to_string();

@@ -274,10 +274,11 @@ impl<'a> Session<'a> {
         // Events since the newest one already handled (a reconnect to a
         // daemon that kept running replays what was missed), or since just
         // before the listing above, so nothing between the two is lost.
+        // (A second early: duplicates only cost an inspect.)
         let since_ns = if link.last_event_ns > 0 {
             link.last_event_ns
         } else {
-            session_start_ns
+            session_start_ns.saturating_sub(1_000_000_000)
         };
         let options = EventsOptions {
             since: Some(format!(
