@@ -35,7 +35,7 @@ pub use record::container_info;
 
 use super::{Source, SourceUpdate};
 use backoff::Backoff;
-use session::{End, Endpoint, Link, Session};
+use session::{End, Endpoint, Link, Session, shutdown_requested};
 
 /// The Engine's socket when neither the config nor `DOCKER_HOST` names one.
 pub const DEFAULT_SOCKET_PATH: &str = "/var/run/docker.sock";
@@ -102,7 +102,7 @@ pub async fn run(
         }
         let session_start = tokio::time::Instant::now();
         let end = match Session::connect(&endpoint) {
-            Ok(session) => session.run(&mut link, &mut shutdown, resync).await,
+            Ok(session) => session.run(&mut link, &shutdown, resync).await,
             Err(failure) => End::Failed {
                 failure,
                 connected: false,
@@ -134,13 +134,50 @@ pub async fn run(
         last_reason = reason;
         let wait = backoff.next_delay();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            _ = link.tx.closed() => return,
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown_requested(&mut shutdown) => return,
+            () = link.tx.closed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_socket_degrades_once_and_stops_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let (tx, mut rx) = mpsc::channel(8);
+        let (stop, stop_rx) = watch::channel(false);
+        let config = DockerConfig {
+            host: Some(format!("unix://{}", socket.display())),
+            ..DockerConfig::default()
+        };
+        let task = tokio::spawn(run(config, tx, stop_rx));
+        let first = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Some(SourceUpdate::Degraded {
+                source: Source::Docker,
+                reason: format!(
+                    "no Docker socket at {} (set DOCKER_HOST or mount the socket); \
+                     sampling continues without container names",
+                    socket.display()
+                ),
+            })
+        );
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .unwrap()
+            .unwrap();
+        // The retries before the stop were quiet; the channel is closed.
+        assert_eq!(rx.recv().await, None);
     }
 }

@@ -214,27 +214,27 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Runs until shutdown, a closed channel or a failure.
+    /// Runs until shutdown, a closed channel or a failure. Shutdown is
+    /// watched around every step, so a hung API call cannot hold it up.
     pub async fn run(
         mut self,
         link: &mut Link,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
         resync: Duration,
     ) -> End {
+        let mut shutdown = shutdown.clone();
         let mut connected = false;
-        match self.follow(link, shutdown, resync, &mut connected).await {
+        let stop = tokio::select! {
+            stop = self.follow(link, resync, &mut connected) => stop,
+            () = shutdown_requested(&mut shutdown) => Stop::Shutdown,
+        };
+        match stop {
             Stop::Closed | Stop::Shutdown => End::Stop,
             Stop::Failed(failure) => End::Failed { failure, connected },
         }
     }
 
-    async fn follow(
-        &mut self,
-        link: &mut Link,
-        shutdown: &mut watch::Receiver<bool>,
-        resync: Duration,
-        connected: &mut bool,
-    ) -> Stop {
+    async fn follow(&mut self, link: &mut Link, resync: Duration, connected: &mut bool) -> Stop {
         // Version negotiation: the Engine here may be older than bollard.
         let docker = match self.docker.clone().negotiate_version().await {
             Ok(d) => d,
@@ -299,11 +299,6 @@ impl<'a> Session<'a> {
 
         loop {
             tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        return Stop::Shutdown;
-                    }
-                }
                 _ = resync_timer.tick() => {
                     let containers = match self.full_list(link).await {
                         Ok(c) => c,
@@ -507,6 +502,18 @@ enum Inspected {
     Gone,
     /// The daemon answered something unusable (counted, logged).
     Skipped,
+}
+
+/// Returns once `shutdown` is true or its sender is gone.
+pub async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn is_data_error(e: &DockerError) -> bool {
