@@ -11,10 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::cgroup::identity::CgroupGlob;
 use crate::cgroup::reader::ReaderOptions;
 use crate::host::HostRoot;
+use crate::inventory::InventoryHandle;
 use crate::rate;
 use crate::render::{self, Format};
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::ship::{CollectorEndpoint, Drain, ShipStats, ShipperConfig, ship_then_drain};
+use crate::ship::{CollectorEndpoint, Drain, ShipStats, ShipperConfig, Tick, ship_then_drain};
 
 /// upid node agent: measures what every container on this node really uses.
 #[derive(Debug, Parser)]
@@ -135,6 +136,70 @@ pub struct RunArgs {
     /// [default: 30s after --count, 5s after SIGTERM or SIGINT].
     #[arg(long, env = "UPID_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Where container names, images and workloads come from.
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+}
+
+/// Options of the inventory (who each container is).
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArgs {
+    /// Do not ask the Docker Engine for container names, images, state and
+    /// events.
+    #[arg(long, env = "UPID_NO_DOCKER")]
+    pub no_docker: bool,
+    /// Docker Engine to ask (`unix:///var/run/docker.sock`, `tcp://host:2375`)
+    /// [default: $DOCKER_HOST, else the local socket].
+    #[arg(long, env = "UPID_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Watch this node's pods in Kubernetes: `auto` does when running in a
+    /// cluster (KUBERNETES_SERVICE_HOST is set), `on` also from a
+    /// kubeconfig, `off` never.
+    #[arg(long, env = "UPID_KUBERNETES", value_enum, default_value = "auto")]
+    pub kubernetes: KubernetesMode,
+    /// Time between full inventory snapshots (changes are sent every tick).
+    #[arg(long, env = "UPID_INVENTORY_FULL_EVERY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub inventory_full_every: Duration,
+    /// Time between full resyncs with the Docker Engine (its event stream
+    /// is followed in between).
+    #[arg(long, env = "UPID_DOCKER_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub docker_resync: Duration,
+}
+
+/// When to watch Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubernetesMode {
+    /// In a cluster only.
+    Auto,
+    /// Always (in-cluster config, else kubeconfig).
+    On,
+    /// Never.
+    Off,
+}
+
+impl InventoryArgs {
+    /// The inventory configuration these flags describe, for the node
+    /// called `node_name`.
+    pub fn config(&self, node_name: &str) -> crate::inventory::InventoryConfig {
+        use crate::inventory::{docker::DockerConfig, kube::KubeConfig};
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let kube = match self.kubernetes {
+            KubernetesMode::On => true,
+            KubernetesMode::Auto => in_cluster,
+            KubernetesMode::Off => false,
+        };
+        crate::inventory::InventoryConfig {
+            docker: (!self.no_docker).then(|| DockerConfig {
+                host: self.docker_host.clone(),
+                resync: self.docker_resync,
+            }),
+            kube: kube.then(|| KubeConfig {
+                node_name: node_name.to_string(),
+                ..KubeConfig::default()
+            }),
+            full_every: self.inventory_full_every,
+        }
+    }
 }
 
 /// Drain after the last sample of `--count` when --drain-timeout is not given.
@@ -287,11 +352,14 @@ fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let (interval, count) = (args.interval, args.count);
+    let inventory_config = args.inventory.config(&node_name);
     let (stats, signalled) = runtime.block_on(async move {
         let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(4);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (inventory, _sources) = InventoryHandle::start(inventory_config, stop_rx.clone());
         let sampling = tokio::spawn(sample_every(
             sampler,
+            inventory,
             interval,
             count,
             snap_tx,
@@ -347,12 +415,14 @@ fn report_stop(
 }
 
 /// Takes a sample every `interval` (`count` of them at most) and hands it
-/// to the shipper; returns after the last one or when `stop` changes.
+/// to the shipper with the inventory's changes; returns after the last one
+/// or when `stop` changes.
 async fn sample_every(
     sampler: Sampler,
+    inventory: InventoryHandle,
     interval: Duration,
     count: Option<u64>,
-    tx: tokio::sync::mpsc::Sender<upid::model::Snapshot>,
+    tx: tokio::sync::mpsc::Sender<Tick>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -382,7 +452,11 @@ async fn sample_every(
         sampler = Some(s);
         match result {
             Ok(snapshot) => {
-                if tx.send(snapshot).await.is_err() {
+                let tick = Tick {
+                    snapshot,
+                    inventory: inventory.take(),
+                };
+                if tx.send(tick).await.is_err() {
                     return;
                 }
             }

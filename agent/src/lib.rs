@@ -13,6 +13,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod host;
+pub mod inventory;
 pub mod netns;
 pub mod node;
 pub mod rate;

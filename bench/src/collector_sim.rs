@@ -497,6 +497,7 @@ impl SimAgent {
             self.containers.iter_mut().map(|c| c.next(tick)).collect();
         self.node_cpu_ns += 4 * TICK_INTERVAL_NS as u64;
         Batch {
+            inventory: None,
             agent_id: self.agent_id.clone(),
             node_name: self.node_name.clone(),
             seq: self.seq,

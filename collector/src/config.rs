@@ -155,6 +155,12 @@ pub struct SamplingArgs {
     /// Never reset the kernel's memory high-water marks.
     #[arg(long, env = "UPID_NO_RESET_PEAKS")]
     pub no_reset_peaks: bool,
+    /// Do not ask the Docker Engine who the containers are.
+    #[arg(long, env = "UPID_NO_DOCKER")]
+    pub no_docker: bool,
+    /// Docker Engine to ask [default: $DOCKER_HOST, else /var/run/docker.sock].
+    #[arg(long, env = "UPID_DOCKER_HOST")]
+    pub docker_host: Option<String>,
 }
 
 /// The YAML config file: the same settings as the flags, in snake_case.
@@ -192,6 +198,10 @@ pub struct FileConfig {
     pub cgroup_globs: Vec<String>,
     /// See `--no-reset-peaks` (standalone).
     pub no_reset_peaks: Option<bool>,
+    /// See `--no-docker` (standalone).
+    pub no_docker: Option<bool>,
+    /// See `--docker-host` (standalone).
+    pub docker_host: Option<String>,
 }
 
 impl FileConfig {
@@ -249,6 +259,10 @@ pub struct SamplingSettings {
     pub cgroup_globs: Vec<String>,
     /// Whether to reset kernel peaks after reading them.
     pub reset_peaks: bool,
+    /// Whether to ask the Docker Engine for inventory.
+    pub docker: bool,
+    /// Docker Engine to ask; `None`: `$DOCKER_HOST`, else the local socket.
+    pub docker_host: Option<String>,
 }
 
 /// The checked, merged configuration a collector runs with.
@@ -445,6 +459,8 @@ fn resolve_sampling(
         node_name: args.node_name.or_else(|| file.node_name.clone()),
         cgroup_globs,
         reset_peaks: !(args.no_reset_peaks || file.no_reset_peaks.unwrap_or(false)),
+        docker: !(args.no_docker || file.no_docker.unwrap_or(false)),
+        docker_host: args.docker_host.or_else(|| file.docker_host.clone()),
     })
 }
 

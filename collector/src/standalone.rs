@@ -2,7 +2,8 @@
 //! process, storing straight into the writer (no network, no spool).
 //!
 //! The host is an agent named `standalone-<node>`, so its series look like
-//! any agent's. Sequence numbers continue from what the store holds, so a
+//! any agent's, inventory included: the Docker Engine, when one answers,
+//! names the containers (see `upid_agent::inventory`). Sequence numbers continue from what the store holds, so a
 //! restart never reuses one. A tick that cannot be stored (store error)
 //! waits in a bounded in-memory queue and is retried on the next tick; when
 //! the queue is full the oldest is dropped, counted and logged, and the
@@ -19,6 +20,8 @@ use upid::wire::v1::{Batch, Hello, SpoolStats};
 use upid_agent::cgroup::identity::{CgroupGlob, GlobError};
 use upid_agent::cgroup::reader::ReaderOptions;
 use upid_agent::host::HostRoot;
+use upid_agent::inventory::docker::DockerConfig;
+use upid_agent::inventory::{InventoryConfig, InventoryHandle};
 use upid_agent::sampler::{Sampler, SamplerConfig, SamplerError};
 
 use crate::api::ConnectedAgents;
@@ -61,6 +64,7 @@ pub struct HostSampler {
     agent_id: String,
     node_name: String,
     interval: Duration,
+    inventory: InventoryConfig,
 }
 
 impl HostSampler {
@@ -95,7 +99,21 @@ impl HostSampler {
             agent_id: format!("standalone-{node_name}"),
             node_name,
             interval: settings.interval,
+            inventory: InventoryConfig {
+                docker: settings.docker.then(|| DockerConfig {
+                    host: settings.docker_host.clone(),
+                    ..DockerConfig::default()
+                }),
+                ..InventoryConfig::default()
+            },
         })
+    }
+
+    /// Uses `inventory` instead of the default (Docker on, Kubernetes off).
+    #[must_use]
+    pub fn with_inventory(mut self, inventory: InventoryConfig) -> HostSampler {
+        self.inventory = inventory;
+        self
     }
 
     /// The node name samples are stored under.
@@ -116,6 +134,7 @@ impl HostSampler {
             agent_id,
             node_name,
             interval,
+            inventory,
         } = self;
         let hello = Hello {
             agent_id: agent_id.clone(),
@@ -131,6 +150,7 @@ impl HostSampler {
         // The host counts as connected while it samples in this process.
         let _connected = connected.hold(&agent_id);
         tracing::info!(%agent_id, %node_name, next_seq, interval = %humantime::format_duration(interval), "sampling this host");
+        let (inventory, _sources) = InventoryHandle::start(inventory, shutdown.clone());
         let mut queue: VecDeque<Batch> = VecDeque::new();
         let mut dropped_batches_total = 0u64;
         let mut ticker = tokio::time::interval(interval);
@@ -173,6 +193,7 @@ impl HostSampler {
                 node_name: node_name.clone(),
                 seq: next_seq,
                 snapshot: Some(snapshot.into()),
+                inventory: inventory.take(),
                 spool: Some(SpoolStats {
                     dropped_batches_total,
                     dropped_bytes_total: 0,

@@ -30,6 +30,25 @@ pub use connect::{CollectorEndpoint, ConnectError};
 
 use crate::spool::{Spool, SpoolError};
 
+/// What one tick hands the shipper: the samples, and the inventory changes
+/// since the previous tick (see [`crate::inventory::Tracker::take`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// What the sampler read.
+    pub snapshot: Snapshot,
+    /// Inventory changes, or a full inventory; `None` when nothing changed.
+    pub inventory: Option<v1::Inventory>,
+}
+
+impl From<Snapshot> for Tick {
+    fn from(snapshot: Snapshot) -> Tick {
+        Tick {
+            snapshot,
+            inventory: None,
+        }
+    }
+}
+
 /// How the shipper behaves.
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
@@ -101,11 +120,11 @@ pub const DEFAULT_DRAIN: Drain = Drain {
 /// Ships snapshots from `snapshots` through `spool` to the collector until
 /// `shutdown` turns true or the snapshot channel closes, then delivers what
 /// is still unacknowledged for up to 2 s (see [`ship_then_drain`]).
-pub async fn ship(
+pub async fn ship<T: Into<Tick>>(
     spool: Spool,
     config: ShipperConfig,
     node_name: String,
-    snapshots: mpsc::Receiver<Snapshot>,
+    snapshots: mpsc::Receiver<T>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<ShipStats, ShipError> {
     ship_then_drain(spool, config, node_name, snapshots, shutdown, DEFAULT_DRAIN).await
@@ -121,11 +140,11 @@ pub async fn ship(
 /// connecting, replaying and collecting acks until every spooled batch is
 /// acknowledged or the [`Drain`] time is up. [`ShipStats::pending_batches`]
 /// tells which: what is left stays in the spool and is sent by the next run.
-pub async fn ship_then_drain(
+pub async fn ship_then_drain<T: Into<Tick>>(
     spool: Spool,
     config: ShipperConfig,
     node_name: String,
-    mut snapshots: mpsc::Receiver<Snapshot>,
+    mut snapshots: mpsc::Receiver<T>,
     mut shutdown: watch::Receiver<bool>,
     drain: Drain,
 ) -> Result<ShipStats, ShipError> {
@@ -143,7 +162,7 @@ pub async fn ship_then_drain(
             s.connect_and_fill().await;
             tokio::select! {
                 snapshot = snapshots.recv() => match snapshot {
-                    Some(snapshot) => s.spool_snapshot(snapshot).await,
+                    Some(tick) => s.spool_snapshot(tick.into()).await,
                     None => break Instant::now() + drain.after_last_snapshot,
                 },
                 msg = next_message(&mut s.conn) => s.handle(msg),
@@ -160,8 +179,8 @@ pub async fn ship_then_drain(
 
     // Snapshots already taken are spooled, never thrown away.
     snapshots.close();
-    while let Ok(snapshot) = snapshots.try_recv() {
-        s.spool_snapshot(snapshot).await;
+    while let Ok(tick) = snapshots.try_recv() {
+        s.spool_snapshot(tick.into()).await;
     }
 
     // Draining: deliver what is spooled until it is all acknowledged or the
@@ -304,13 +323,13 @@ impl Shipper {
                 .is_none_or(|c| self.spool.acked_seq() >= c.sent_up_to)
     }
 
-    /// Encodes the snapshot as the next batch and spools it; if the spool
+    /// Encodes the tick as the next batch and spools it; if the spool
     /// cannot take it, sends it from memory when connected.
-    async fn spool_snapshot(&mut self, snapshot: Snapshot) {
+    async fn spool_snapshot(&mut self, tick: Tick) {
         spool_snapshot(
             &mut self.spool,
             &self.node_name,
-            snapshot,
+            tick,
             &mut self.conn,
             &mut self.stats,
         )
@@ -413,12 +432,12 @@ async fn fill_window(
     Ok(())
 }
 
-/// Encodes the snapshot as the next batch and spools it; if the spool cannot
+/// Encodes the tick as the next batch and spools it; if the spool cannot
 /// take it, sends it from memory when connected.
 async fn spool_snapshot(
     spool: &mut Spool,
     node_name: &str,
-    snapshot: Snapshot,
+    tick: Tick,
     conn: &mut Option<Conn>,
     stats: &mut ShipStats,
 ) {
@@ -427,7 +446,8 @@ async fn spool_snapshot(
         agent_id: spool.agent_id().to_string(),
         node_name: node_name.to_string(),
         seq,
-        snapshot: Some(snapshot.into()),
+        snapshot: Some(tick.snapshot.into()),
+        inventory: tick.inventory,
         spool: Some(v1::SpoolStats {
             dropped_batches_total: spool.dropped_total().batches,
             dropped_bytes_total: spool.dropped_total().bytes,

@@ -226,7 +226,21 @@ impl Store {
                 source,
             })?;
         let written = append_all(&tx, &self.dims, &mut changes, &accepted, received_unix_ns)
-            .and_then(|counts| changes.write(&tx, &self.dims).map(|()| counts));
+            .and_then(|counts| changes.write(&tx, &self.dims).map(|()| counts))
+            .and_then(|counts| {
+                for (_, v) in &accepted {
+                    if let Some(inventory) = &v.batch.inventory {
+                        super::inventory::store(
+                            &tx,
+                            &v.batch.agent_id,
+                            &v.batch.node_name,
+                            inventory,
+                            received_unix_ns,
+                        )?;
+                    }
+                }
+                Ok(counts)
+            });
         let counts = match written {
             Ok(counts) => counts,
             Err(e) => {
@@ -847,6 +861,7 @@ mod tests {
 
     fn batch() -> Batch {
         Batch {
+            inventory: None,
             agent_id: "a".into(),
             node_name: "n".into(),
             seq: 1,

@@ -12,6 +12,8 @@
 
 mod dims;
 mod ingest;
+mod inventory;
+mod inventory_read;
 mod query;
 pub mod schema;
 mod writer;
@@ -22,6 +24,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use duckdb::Connection;
 
 pub use ingest::{IngestOutcome, RejectReason};
+pub use inventory::{
+    event_kind_name, health_name, parse_event_kind, state_name, workload_kind_name,
+};
+pub use inventory_read::{
+    DEFAULT_EVENT_LIMIT, EventFilter, InventoryRecord, MAX_EVENT_LIMIT, parse_workload_kind,
+};
 pub use query::{
     ContainerDetail, ContainerInfo, GONE_AFTER_NS, MAX_SERIES_POINTS, MIN_ID_PREFIX, NodeInfo,
     QueryError, Rates, Reader, Series, StoredSample, TopEntry,

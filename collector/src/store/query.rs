@@ -99,6 +99,12 @@ pub enum QueryError {
         /// The cap.
         max: i64,
     },
+    /// A request field is invalid (an unknown enum value, ...).
+    #[error("{message}")]
+    InvalidArgument {
+        /// What is wrong and what to give instead.
+        message: String,
+    },
     /// DuckDB failed.
     #[error("query {what}: {source}")]
     Sql {
@@ -109,7 +115,7 @@ pub enum QueryError {
     },
 }
 
-fn sql(what: &'static str) -> impl Fn(duckdb::Error) -> QueryError {
+pub(super) fn sql(what: &'static str) -> impl Fn(duckdb::Error) -> QueryError {
     move |source| QueryError::Sql { what, source }
 }
 
@@ -472,7 +478,7 @@ impl Reader {
         }
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -33,7 +33,12 @@ use super::StoreError;
 pub const WAL_CHECKPOINT_THRESHOLD: &str = "256MB";
 
 /// Version of the schema this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// Versions this build opens and upgrades to [`SCHEMA_VERSION`]: version 2
+/// only added tables (the inventory), which `CREATE ... IF NOT EXISTS`
+/// creates in a version 1 store.
+const UPGRADABLE_VERSIONS: &[i32] = &[1];
 
 /// `counter_delta(cur, prev)`: the increase of a cumulative counter between
 /// two samples, with counter resets handled as Prometheus `rate()` does.
@@ -214,6 +219,124 @@ CREATE TABLE IF NOT EXISTS network_samples (
     tx_dropped       UBIGINT NOT NULL
 );
 
+-- Inventory (schema version 2): who each container is, from the runtime's
+-- API (Docker) and Kubernetes, as the agents last reported it. Keyed by
+-- the container id that joins containers.container_id.
+CREATE TABLE IF NOT EXISTS container_inventory (
+    container_id             VARCHAR PRIMARY KEY,
+    agent_id                 VARCHAR NOT NULL,
+    node_name                VARCHAR NOT NULL,
+    runtime                  VARCHAR,
+    -- Docker container name or Kubernetes container name.
+    name                     VARCHAR NOT NULL,
+    -- Kubernetes namespace or compose project; '' when neither.
+    namespace                VARCHAR NOT NULL,
+    pod_name                 VARCHAR NOT NULL,
+    pod_uid                  VARCHAR NOT NULL,
+    -- workloads.workload_key; '' when the agent knows no workload.
+    workload_key             VARCHAR NOT NULL,
+    image_reference          VARCHAR NOT NULL,
+    image_repository         VARCHAR NOT NULL,
+    image_tag                VARCHAR NOT NULL,
+    image_digest             VARCHAR NOT NULL,
+    image_id                 VARCHAR NOT NULL,
+    -- created, running, paused, restarting, exited, dead, removing, waiting.
+    state                    VARCHAR,
+    state_reason             VARCHAR NOT NULL,
+    -- none, starting, healthy, unhealthy.
+    health                   VARCHAR,
+    restart_count            UINTEGER NOT NULL,
+    exit_code                INTEGER,
+    oom_killed               BOOLEAN NOT NULL,
+    started_unix_ns          BIGINT,
+    finished_unix_ns         BIGINT,
+    cpu_limit_millicores     UBIGINT,
+    memory_limit_bytes       UBIGINT,
+    cpu_request_millicores   UBIGINT,
+    memory_request_bytes     UBIGINT,
+    qos                      VARCHAR,
+    last_termination_reason  VARCHAR NOT NULL,
+    -- The whole upid.v1.ContainerInfo as sent (labels included), encoded.
+    info_pb                  BLOB NOT NULL,
+    -- Collector clock.
+    first_seen_unix_ns       BIGINT NOT NULL,
+    updated_unix_ns          BIGINT NOT NULL,
+    -- When the runtime stopped listing it; NULL while it exists.
+    removed_unix_ns          BIGINT
+);
+
+-- What a person deploys: Kubernetes owners, compose services, bare
+-- containers. workload_key is '<kind>/<namespace>/<name>'.
+CREATE TABLE IF NOT EXISTS workloads (
+    workload_key        VARCHAR PRIMARY KEY,
+    -- deployment, statefulset, daemonset, job, cronjob, replicaset, pod,
+    -- compose, container, other.
+    kind                VARCHAR NOT NULL,
+    namespace           VARCHAR NOT NULL,
+    name                VARCHAR NOT NULL,
+    -- Why the owner chain stopped short (missing permission), else ''.
+    detail              VARCHAR NOT NULL,
+    first_seen_unix_ns  BIGINT NOT NULL,
+    last_seen_unix_ns   BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS pods (
+    pod_uid             VARCHAR PRIMARY KEY,
+    namespace           VARCHAR NOT NULL,
+    pod_name            VARCHAR NOT NULL,
+    node_name           VARCHAR NOT NULL,
+    qos                 VARCHAR,
+    workload_key        VARCHAR NOT NULL,
+    first_seen_unix_ns  BIGINT NOT NULL,
+    last_seen_unix_ns   BIGINT NOT NULL
+);
+
+-- Images ever run, by image id (or by reference when the id is unknown).
+CREATE TABLE IF NOT EXISTS images (
+    image_key           VARCHAR PRIMARY KEY,
+    reference           VARCHAR NOT NULL,
+    repository          VARCHAR NOT NULL,
+    tag                 VARCHAR NOT NULL,
+    digest              VARCHAR NOT NULL,
+    image_id            VARCHAR NOT NULL,
+    first_seen_unix_ns  BIGINT NOT NULL,
+    last_seen_unix_ns   BIGINT NOT NULL
+);
+
+-- The image each workload's container (by container name) runs now; a
+-- change is an image_change event.
+CREATE TABLE IF NOT EXISTS workload_images (
+    workload_key        VARCHAR NOT NULL,
+    container_name      VARCHAR NOT NULL,
+    image_key           VARCHAR NOT NULL,
+    image_reference     VARCHAR NOT NULL,
+    -- Start time of the first container seen with this image.
+    since_unix_ns       BIGINT NOT NULL,
+    PRIMARY KEY (workload_key, container_name)
+);
+
+-- Lifecycle events. An event with a runtime timestamp arrives again after
+-- an agent restart; the key stores it once.
+CREATE TABLE IF NOT EXISTS events (
+    ts_unix_ns          BIGINT  NOT NULL,
+    container_id        VARCHAR NOT NULL,
+    -- start, die, oom, restart, image_change, health_change, create, destroy.
+    kind                VARCHAR NOT NULL,
+    agent_id            VARCHAR NOT NULL,
+    node_name           VARCHAR NOT NULL,
+    exit_code           INTEGER,
+    from_value          VARCHAR NOT NULL,
+    to_value            VARCHAR NOT NULL,
+    detail              VARCHAR NOT NULL,
+    -- Who the container was when the event was stored.
+    container_name      VARCHAR NOT NULL,
+    namespace           VARCHAR NOT NULL,
+    workload_key        VARCHAR NOT NULL,
+    image_reference     VARCHAR NOT NULL,
+    received_unix_ns    BIGINT  NOT NULL,
+    PRIMARY KEY (container_id, kind, ts_unix_ns)
+);
+
 CREATE VIEW IF NOT EXISTS container_samples_named AS
     SELECT c.container_key, c.node_name, s.*
     FROM container_samples s JOIN containers c USING (container_sk);
@@ -257,6 +380,14 @@ pub(crate) fn ensure(
             .map_err(sql("write schema_version"))?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) if UPGRADABLE_VERSIONS.contains(&v) => {
+            tx.execute(
+                "INSERT INTO schema_version VALUES (?, ?)",
+                duckdb::params![SCHEMA_VERSION, now_unix_ns],
+            )
+            .map_err(sql("upgrade schema_version"))?;
+            tracing::info!(path, from = v, to = SCHEMA_VERSION, "store schema upgraded");
+        }
         Some(found) => {
             return Err(StoreError::SchemaVersion {
                 path: path.to_owned(),

@@ -99,7 +99,13 @@ pub fn container_info(
             label(KUBE_POD_UID_LABEL),
         )
     } else {
-        Default::default()
+        // A compose project is the namespace of its containers, as a
+        // Kubernetes namespace is of its pods (`upid get containers -n`).
+        let project = workload
+            .as_ref()
+            .map(|w| w.namespace.clone())
+            .unwrap_or_default();
+        (project, String::new(), String::new())
     };
 
     let host = inspect.host_config.as_ref();
@@ -337,6 +343,7 @@ mod tests {
             started_unix_ns: Some(1_795_481_189_096_124_611),
             cpu_limit_millicores: Some(1500),
             memory_limit_bytes: Some(64 << 20),
+            namespace: "shop".to_string(),
             workload: Some(v1::WorkloadRef {
                 kind: v1::WorkloadKind::ComposeService as i32,
                 namespace: "shop".to_string(),

@@ -3,7 +3,25 @@
 use upid::model;
 use upid::wire::v1;
 
-use crate::store::{ContainerDetail, ContainerInfo, NodeInfo, Rates, StoredSample, TopEntry};
+use std::collections::HashMap;
+
+use crate::store::{
+    ContainerDetail, ContainerInfo, InventoryRecord, NodeInfo, Rates, StoredSample, TopEntry,
+};
+
+/// Inventory records by container id (see `Reader::inventory`).
+pub(super) type Inventory = HashMap<String, InventoryRecord>;
+
+/// The inventory record of a stored container, if any.
+pub(super) fn info_of<'a>(
+    c: &ContainerInfo,
+    inventory: &'a Inventory,
+) -> Option<&'a v1::ContainerInfo> {
+    c.container_id
+        .as_deref()
+        .and_then(|id| inventory.get(id))
+        .map(|r| &r.info)
+}
 
 /// A node, with whether its agent has an ingest stream open right now.
 pub(super) fn node(n: NodeInfo, connected: bool) -> v1::Node {
@@ -80,9 +98,15 @@ pub(super) fn container_ref(c: &ContainerInfo) -> v1::ContainerRef {
     }
 }
 
-/// A container with its latest rates, if it has any.
-pub(super) fn summary(c: &ContainerInfo, latest: Option<Rates>) -> v1::ContainerSummary {
+/// A container with its latest rates, if it has any, and its inventory.
+pub(super) fn summary(
+    c: &ContainerInfo,
+    latest: Option<Rates>,
+    inventory: &Inventory,
+) -> v1::ContainerSummary {
     v1::ContainerSummary {
+        info: info_of(c, inventory).cloned(),
+        gone: c.gone,
         r#ref: Some(container_ref(c)),
         first_seen_unix_ns: c.first_seen_unix_ns,
         last_seen_unix_ns: c.last_seen_unix_ns,
@@ -94,14 +118,14 @@ pub(super) fn summary(c: &ContainerInfo, latest: Option<Rates>) -> v1::Container
 }
 
 /// A container listed with its latest rates (`Top`, `ListContainers`).
-pub(super) fn entry(e: TopEntry) -> v1::ContainerSummary {
-    summary(&e.container, Some(e.latest))
+pub(super) fn entry(e: TopEntry, inventory: &Inventory) -> v1::ContainerSummary {
+    summary(&e.container, Some(e.latest), inventory)
 }
 
 /// One container in detail.
-pub(super) fn detail(d: ContainerDetail) -> v1::ContainerDetail {
+pub(super) fn detail(d: ContainerDetail, inventory: &Inventory) -> v1::ContainerDetail {
     v1::ContainerDetail {
-        summary: Some(summary(&d.container, d.latest)),
+        summary: Some(summary(&d.container, d.latest, inventory)),
         latest_sample: d.latest_sample.map(|s| sample(&d.container, s)),
         samples_stored: d.container.samples_stored,
     }

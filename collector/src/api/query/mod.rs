@@ -8,8 +8,9 @@
 //! naming the id, an ambiguous prefix or a bad range/step `INVALID_ARGUMENT`
 //! saying what is allowed, a DuckDB failure `INTERNAL`.
 //!
-//! Workloads are derived from cgroup identities until inventory lands (see
-//! `workloads.rs`: pods by UID, containers by short id, services by unit).
+//! Containers carry their inventory (name, image, state, workload...) where
+//! an agent sent one; workloads are the owners inventory names, else what
+//! the cgroup identity tells (see `workloads.rs`).
 //!
 //! Wiring it into a server:
 //!
@@ -33,14 +34,14 @@ use tonic::{Request, Response, Status};
 use upid::wire::v1::query_service_server::{QueryService, QueryServiceServer};
 use upid::wire::v1::{
     ContainerDetail, GetContainerRequest, GetContainerSeriesRequest, GetContainerSeriesResponse,
-    GetServerInfoRequest, ListContainersRequest, ListContainersResponse, ListNodesRequest,
-    ListNodesResponse, ListWorkloadsRequest, ListWorkloadsResponse, ServerInfo, TopRequest,
-    TopResponse,
+    GetServerInfoRequest, ListContainersRequest, ListContainersResponse, ListEventsRequest,
+    ListEventsResponse, ListNodesRequest, ListNodesResponse, ListWorkloadsRequest,
+    ListWorkloadsResponse, ServerInfo, TopRequest, TopResponse,
 };
 
 use self::pool::ReaderPool;
 use super::ServerFacts;
-use crate::store::{QueryError, Reader};
+use crate::store::{EventFilter, QueryError, Reader};
 
 /// Readers (DuckDB connections) a [`QueryApi`] gets by default: queries
 /// running at once; more wait for a free one.
@@ -212,17 +213,31 @@ impl QueryService for QueryApi {
         let ListContainersRequest {
             node_name,
             include_gone,
+            namespace,
         } = request.into_inner();
         let now = self.now();
         self.observed("ListContainers", async {
-            let entries = self
+            let (entries, inventory) = self
                 .pool
                 .run("ListContainers", move |r| {
-                    r.list_containers_with_rates(non_empty(node_name).as_deref(), include_gone, now)
+                    let entries = r.list_containers_with_rates(
+                        non_empty(node_name).as_deref(),
+                        include_gone,
+                        now,
+                    )?;
+                    Ok((entries, r.inventory()?))
                 })
                 .await?;
             Ok(ListContainersResponse {
-                containers: entries.into_iter().map(convert::entry).collect(),
+                containers: entries
+                    .into_iter()
+                    .filter(|e| {
+                        namespace.is_empty()
+                            || convert::info_of(&e.container, &inventory)
+                                .is_some_and(|i| i.namespace == namespace)
+                    })
+                    .map(|e| convert::entry(e, &inventory))
+                    .collect(),
             })
         })
         .await
@@ -235,12 +250,14 @@ impl QueryService for QueryApi {
         let namespace = request.into_inner().namespace;
         let now = self.now();
         self.observed("ListWorkloads", async {
-            let entries = self
+            let (entries, inventory) = self
                 .pool
-                .run("ListWorkloads", move |r| r.top(None, now))
+                .run("ListWorkloads", move |r| {
+                    Ok((r.top(None, now)?, r.inventory()?))
+                })
                 .await?;
             Ok(ListWorkloadsResponse {
-                workloads: workloads::group(&entries, &namespace),
+                workloads: workloads::group(&entries, &inventory, &namespace),
             })
         })
         .await
@@ -256,11 +273,13 @@ impl QueryService for QueryApi {
             if id.trim().is_empty() {
                 return Err(Status::invalid_argument(ID_REQUIRED));
             }
-            let detail = self
+            let (detail, inventory) = self
                 .pool
-                .run("GetContainer", move |r| r.container(&id, now))
+                .run("GetContainer", move |r| {
+                    Ok((r.container(&id, now)?, r.inventory()?))
+                })
                 .await?;
-            Ok(convert::detail(detail))
+            Ok(convert::detail(detail, &inventory))
         })
         .await
     }
@@ -298,13 +317,48 @@ impl QueryService for QueryApi {
         let node_name = non_empty(request.into_inner().node_name);
         let now = self.now();
         self.observed("Top", async {
-            let entries = self
+            let (entries, inventory) = self
                 .pool
-                .run("Top", move |r| r.top(node_name.as_deref(), now))
+                .run("Top", move |r| {
+                    Ok((r.top(node_name.as_deref(), now)?, r.inventory()?))
+                })
                 .await?;
             Ok(TopResponse {
-                containers: entries.into_iter().map(convert::entry).collect(),
+                containers: entries
+                    .into_iter()
+                    .map(|e| convert::entry(e, &inventory))
+                    .collect(),
             })
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        let r = request.into_inner();
+        let filter = EventFilter {
+            since_unix_ns: r.since_unix_ns,
+            until_unix_ns: r.until_unix_ns,
+            node_name: r.node_name,
+            namespace: r.namespace,
+            workload: r.workload,
+            container: r.container,
+            kinds: r.kinds,
+            limit: r.limit,
+        };
+        self.observed("ListEvents", async {
+            if filter.since_unix_ns < 0 || filter.until_unix_ns < 0 {
+                return Err(Status::invalid_argument(
+                    "since_unix_ns and until_unix_ns must be >= 0 (0: unbounded)",
+                ));
+            }
+            let events = self
+                .pool
+                .run("ListEvents", move |r| r.events(&filter))
+                .await?;
+            Ok(ListEventsResponse { events })
         })
         .await
     }

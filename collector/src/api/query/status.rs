@@ -27,7 +27,8 @@ fn code(error: &QueryError) -> Code {
         | QueryError::PrefixTooShort { .. }
         | QueryError::InvalidRange { .. }
         | QueryError::InvalidStep { .. }
-        | QueryError::TooManyPoints { .. } => Code::InvalidArgument,
+        | QueryError::TooManyPoints { .. }
+        | QueryError::InvalidArgument { .. } => Code::InvalidArgument,
         QueryError::Sql { .. } => Code::Internal,
     }
 }

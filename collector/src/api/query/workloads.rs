@@ -1,9 +1,14 @@
-//! Workloads derived from what a cgroup's identity tells, until the
-//! Kubernetes and Docker inventory lands.
+//! Workloads: what a person deploys, with the containers it runs now.
 //!
-//! Without inventory the collector does not know a pod's owner (Deployment,
-//! StatefulSet, DaemonSet, Job...) nor its namespace, so a workload is the
-//! smallest unit the cgroup path names:
+//! Where the agent sent inventory for a container (Docker or Kubernetes),
+//! its workload is the one inventory names: a Kubernetes owner resolved to
+//! the top (`Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`,
+//! `ReplicaSet`, or a bare `Pod`) in its namespace, a compose service
+//! (`ComposeService`, namespace = the compose project), or a Docker
+//! container outside compose (`Container`, named by its name).
+//!
+//! Without inventory (a systemd service, a host where no runtime API
+//! answers) the workload is the smallest unit the cgroup path names:
 //!
 //! | identity                                   | kind        | name                    | namespace |
 //! |--------------------------------------------|-------------|-------------------------|-----------|
@@ -12,20 +17,15 @@
 //! | systemd service                            | `Service`   | the unit                | `""`      |
 //! | anything else (glob-matched cgroup)        | `Cgroup`    | the cgroup path         | `""`      |
 //!
-//! Once inventory lands, pods are grouped under their owners
-//! (`Deployment`, `StatefulSet`, ... named as in Kubernetes, with their
-//! namespace) and Docker containers under their Compose service; clients
-//! should show `kind` and `name` as given and not rely on today's names.
-//!
 //! Services and glob-matched cgroups are named without their node, so the
 //! same unit on several nodes is one workload (as a DaemonSet is), its
 //! `containers` counting the nodes' cgroups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use upid::wire::v1;
 
-use crate::store::{ContainerInfo, TopEntry};
+use crate::store::{ContainerInfo, InventoryRecord, TopEntry};
 
 /// Kind of a workload that is one Kubernetes pod (named by its UID).
 const KIND_POD: &str = "Pod";
@@ -40,9 +40,35 @@ const KIND_CGROUP: &str = "Cgroup";
 /// Characters of a container id that name it (as `docker ps` shows it).
 const SHORT_ID_CHARS: usize = 12;
 
-/// The workload `(namespace, kind, name)` a container belongs to.
-fn workload_of(c: &ContainerInfo) -> (String, &'static str, String) {
-    let namespace = String::new();
+/// Kind names as `ListWorkloads` gives them, Kubernetes-style.
+fn kind_name(kind: i32) -> &'static str {
+    match v1::WorkloadKind::try_from(kind) {
+        Ok(v1::WorkloadKind::Deployment) => "Deployment",
+        Ok(v1::WorkloadKind::StatefulSet) => "StatefulSet",
+        Ok(v1::WorkloadKind::DaemonSet) => "DaemonSet",
+        Ok(v1::WorkloadKind::Job) => "Job",
+        Ok(v1::WorkloadKind::CronJob) => "CronJob",
+        Ok(v1::WorkloadKind::ReplicaSet) => "ReplicaSet",
+        Ok(v1::WorkloadKind::Pod) => KIND_POD,
+        Ok(v1::WorkloadKind::ComposeService) => "ComposeService",
+        Ok(v1::WorkloadKind::Container) => KIND_CONTAINER,
+        Ok(v1::WorkloadKind::Other | v1::WorkloadKind::Unspecified) | Err(_) => "Other",
+    }
+}
+
+/// The workload `(namespace, kind, name)` a container belongs to: the one
+/// its inventory names, else what its cgroup identity tells.
+pub(super) fn workload_of(
+    c: &ContainerInfo,
+    info: Option<&v1::ContainerInfo>,
+) -> (String, &'static str, String) {
+    if let Some(w) = info
+        .and_then(|i| i.workload.as_ref())
+        .filter(|w| !w.name.is_empty())
+    {
+        return (w.namespace.clone(), kind_name(w.kind), w.name.clone());
+    }
+    let namespace = info.map(|i| i.namespace.clone()).unwrap_or_default();
     if let Some(pod) = c.pod_uid.as_deref().filter(|p| !p.is_empty()) {
         return (namespace, KIND_POD, pod.to_owned());
     }
@@ -62,10 +88,21 @@ fn workload_of(c: &ContainerInfo) -> (String, &'static str, String) {
 /// A workload's CPU and working set are the sums over its containers' latest
 /// rates; `None` when none of them has the value yet (a single sample gives
 /// no CPU rate).
-pub(super) fn group(entries: &[TopEntry], namespace: &str) -> Vec<v1::Workload> {
+pub(super) fn group(
+    entries: &[TopEntry],
+    inventory: &HashMap<String, InventoryRecord>,
+    namespace: &str,
+) -> Vec<v1::Workload> {
     let mut workloads: BTreeMap<(String, &'static str, String), v1::Workload> = BTreeMap::new();
+    let mut replicas: BTreeMap<(String, &'static str, String), BTreeSet<String>> = BTreeMap::new();
     for e in entries {
-        let (ns, kind, name) = workload_of(&e.container);
+        let info = e
+            .container
+            .container_id
+            .as_deref()
+            .and_then(|id| inventory.get(id))
+            .map(|r| &r.info);
+        let (ns, kind, name) = workload_of(&e.container, info);
         if !namespace.is_empty() && ns != namespace {
             continue;
         }
@@ -78,6 +115,29 @@ pub(super) fn group(entries: &[TopEntry], namespace: &str) -> Vec<v1::Workload> 
                 ..Default::default()
             });
         w.containers = w.containers.saturating_add(1);
+        w.oom_kills = w.oom_kills.saturating_add(e.container.oom_kills_total);
+        if let Some(info) = info {
+            w.restarts = w.restarts.saturating_add(info.restart_count);
+            if let Some(image) = info.image.as_ref().filter(|i| !i.reference.is_empty())
+                && !w.images.contains(&image.reference)
+            {
+                w.images.push(image.reference.clone());
+                w.images.sort();
+            }
+        }
+        // A replica is a pod, or a container outside Kubernetes.
+        let replica = match info {
+            Some(i) if !i.pod_uid.is_empty() => i.pod_uid.clone(),
+            _ => e
+                .container
+                .pod_uid
+                .clone()
+                .unwrap_or_else(|| e.container.key.clone()),
+        };
+        replicas
+            .entry((w.namespace.clone(), kind, w.name.clone()))
+            .or_default()
+            .insert(replica);
         if let Some(cores) = e.latest.cpu_cores {
             w.cpu_cores = Some(w.cpu_cores.unwrap_or(0.0) + cores);
         }
@@ -85,6 +145,11 @@ pub(super) fn group(entries: &[TopEntry], namespace: &str) -> Vec<v1::Workload> 
             w.memory_working_set_bytes =
                 Some(w.memory_working_set_bytes.unwrap_or(0).saturating_add(ws));
         }
+    }
+    for (key, w) in &mut workloads {
+        w.replicas = replicas
+            .get(key)
+            .map_or(0, |r| u32::try_from(r.len()).unwrap_or(u32::MAX));
     }
     workloads.into_values().collect()
 }
@@ -136,7 +201,7 @@ mod tests {
             entry(None, None, Some("nginx.service"), None),
             entry(None, None, None, Some(1.0)),
         ];
-        let got: Vec<_> = group(&entries, "")
+        let got: Vec<_> = group(&entries, &HashMap::new(), "")
             .into_iter()
             .map(|w| {
                 (
@@ -169,6 +234,6 @@ mod tests {
                 ("Service".into(), "nginx.service".into(), 1, None, Some(100)),
             ]
         );
-        assert!(group(&entries, "default").is_empty());
+        assert!(group(&entries, &HashMap::new(), "default").is_empty());
     }
 }

@@ -1,0 +1,622 @@
+//! Joins what the sources report about each container and turns the
+//! differences between successive records into lifecycle events.
+//!
+//! One record per container id and source; the merged record a batch
+//! carries prefers Kubernetes for who the container is (namespace, pod,
+//! workload, requests) and fills the rest from Docker (labels, digests,
+//! times). Events come from comparing the merged record with the previous
+//! one, so every source gets the same rules:
+//! - `start` at the runtime's start time when that time changes,
+//! - `die` at the runtime's finish time when it changes (exit code, reason),
+//! - `oom` with a die whose reason is an OOM kill, for sources that do not
+//!   report OOM kills themselves (Docker reports them as events; a process
+//!   OOM-killed inside a container that keeps running is only visible so),
+//! - `restart` when the restart count rises, also across the new container
+//!   id Kubernetes gives every restart (tracked per pod and container name),
+//! - `health_change` and `image_change` between two known values,
+//! - `create` for a container first seen in the created state, `destroy`
+//!   when every source dropped it.
+//!
+//! Events carrying a runtime timestamp are idempotent: the collector keys
+//! events by container, kind and time, so the START an agent derives again
+//! after its own restart is stored once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use upid::wire::v1::{self, ContainerInfo, EventKind, LifecycleEvent};
+
+use super::{Source, SourceUpdate};
+
+/// Default interval between full inventory snapshots.
+pub const DEFAULT_FULL_EVERY: Duration = Duration::from_secs(600);
+
+/// The merged inventory of one node and what changed since the last batch.
+#[derive(Debug)]
+pub struct Tracker {
+    /// Each source's current records, by container id.
+    by_source: BTreeMap<Source, HashMap<String, ContainerInfo>>,
+    /// The merged record of every container, as last computed.
+    merged: HashMap<String, ContainerInfo>,
+    /// Restart count last seen per pod container (or container id).
+    restarts: HashMap<String, u32>,
+    changed: BTreeSet<String>,
+    removed: BTreeSet<String>,
+    events: Vec<LifecycleEvent>,
+    degraded: BTreeMap<Source, String>,
+    /// Sources that have not yet reported their first full list or a
+    /// degradation: no full snapshot goes out before they have.
+    waiting_for: BTreeSet<Source>,
+    full_every: Duration,
+    next_full: Option<Instant>,
+}
+
+impl Tracker {
+    /// A tracker expecting reports from `sources`; a full snapshot goes
+    /// out once all of them reported, then every `full_every`.
+    pub fn new(sources: &[Source], full_every: Duration) -> Tracker {
+        Tracker {
+            by_source: sources.iter().map(|s| (*s, HashMap::new())).collect(),
+            merged: HashMap::new(),
+            restarts: HashMap::new(),
+            changed: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            events: Vec::new(),
+            degraded: BTreeMap::new(),
+            waiting_for: sources.iter().copied().collect(),
+            full_every,
+            next_full: None,
+        }
+    }
+
+    /// The merged record of every known container.
+    pub fn containers(&self) -> impl Iterator<Item = &ContainerInfo> {
+        self.merged.values()
+    }
+
+    /// The merged record of one container.
+    pub fn get(&self, container_id: &str) -> Option<&ContainerInfo> {
+        self.merged.get(container_id)
+    }
+
+    /// Sources currently degraded, with why.
+    pub fn degraded(&self) -> impl Iterator<Item = (Source, &str)> {
+        self.degraded.iter().map(|(s, r)| (*s, r.as_str()))
+    }
+
+    /// Folds one source update in; `now_unix_ns` stamps events the runtime
+    /// gives no time for.
+    pub fn apply(&mut self, update: SourceUpdate, now_unix_ns: i64) {
+        match update {
+            SourceUpdate::Full { source, containers } => {
+                self.waiting_for.remove(&source);
+                let records = self.by_source.entry(source).or_default();
+                let mut touched: BTreeSet<String> = records.keys().cloned().collect();
+                records.clear();
+                for c in containers {
+                    if c.container_id.is_empty() {
+                        continue;
+                    }
+                    touched.insert(c.container_id.clone());
+                    records.insert(c.container_id.clone(), c);
+                }
+                for id in touched {
+                    self.recompute(&id, now_unix_ns);
+                }
+            }
+            SourceUpdate::Upsert { source, container } => {
+                if container.container_id.is_empty() {
+                    return;
+                }
+                let id = container.container_id.clone();
+                self.by_source
+                    .entry(source)
+                    .or_default()
+                    .insert(id.clone(), container);
+                self.recompute(&id, now_unix_ns);
+            }
+            SourceUpdate::Remove {
+                source,
+                container_id,
+            } => {
+                if let Some(records) = self.by_source.get_mut(&source) {
+                    records.remove(&container_id);
+                }
+                self.recompute(&container_id, now_unix_ns);
+            }
+            SourceUpdate::Event { event, .. } => {
+                if !event.container_id.is_empty() {
+                    self.events.push(event);
+                }
+            }
+            SourceUpdate::Degraded { source, reason } => {
+                self.waiting_for.remove(&source);
+                self.degraded.insert(source, reason);
+            }
+            SourceUpdate::Recovered { source } => {
+                self.degraded.remove(&source);
+            }
+        }
+    }
+
+    /// What the next batch carries: a full snapshot when one is due (all
+    /// sources reported, and first or `full_every` after the previous),
+    /// else the changes since the previous call; `None` when nothing
+    /// changed.
+    pub fn take(&mut self, now: Instant) -> Option<v1::Inventory> {
+        let full_due = self.waiting_for.is_empty()
+            && !self.by_source.is_empty()
+            && self.next_full.is_none_or(|at| now >= at);
+        let degraded = self
+            .degraded
+            .iter()
+            .map(|(s, r)| format!("{}: {r}", s.as_str()))
+            .collect();
+        if full_due {
+            self.next_full = Some(now + self.full_every);
+            self.changed.clear();
+            self.removed.clear();
+            let mut containers: Vec<ContainerInfo> = self.merged.values().cloned().collect();
+            containers.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+            return Some(v1::Inventory {
+                full: true,
+                containers,
+                removed_container_ids: Vec::new(),
+                events: std::mem::take(&mut self.events),
+                degraded,
+            });
+        }
+        if self.changed.is_empty() && self.removed.is_empty() && self.events.is_empty() {
+            return None;
+        }
+        let containers = std::mem::take(&mut self.changed)
+            .iter()
+            .filter_map(|id| self.merged.get(id).cloned())
+            .collect();
+        Some(v1::Inventory {
+            full: false,
+            containers,
+            removed_container_ids: std::mem::take(&mut self.removed).into_iter().collect(),
+            events: std::mem::take(&mut self.events),
+            degraded,
+        })
+    }
+
+    fn recompute(&mut self, id: &str, now_unix_ns: i64) {
+        let docker = self.by_source.get(&Source::Docker).and_then(|m| m.get(id));
+        let kube = self
+            .by_source
+            .get(&Source::Kubernetes)
+            .and_then(|m| m.get(id));
+        let new = merge(docker, kube);
+        let old = self.merged.get(id).cloned();
+        match (old, new) {
+            (None, None) => {}
+            (Some(_), None) => {
+                self.merged.remove(id);
+                self.changed.remove(id);
+                self.removed.insert(id.to_string());
+                self.events.push(event(id, EventKind::Destroy, now_unix_ns));
+            }
+            (old, Some(new)) => {
+                if old.as_ref() == Some(&new) {
+                    return;
+                }
+                let events = self.derive_events(old.as_ref(), &new, now_unix_ns);
+                self.events.extend(events);
+                self.removed.remove(id);
+                self.changed.insert(id.to_string());
+                self.merged.insert(id.to_string(), new);
+            }
+        }
+    }
+
+    fn derive_events(
+        &mut self,
+        old: Option<&ContainerInfo>,
+        new: &ContainerInfo,
+        now_unix_ns: i64,
+    ) -> Vec<LifecycleEvent> {
+        let id = new.container_id.as_str();
+        let mut out = Vec::new();
+        if old.is_none() && new.state == v1::ContainerState::Created as i32 {
+            out.push(event(id, EventKind::Create, now_unix_ns));
+        }
+        if let Some(finished) = new.finished_unix_ns
+            && old.is_none_or(|o| o.finished_unix_ns != Some(finished))
+            && new.exit_code.is_some()
+        {
+            let mut die = event(id, EventKind::Die, finished);
+            die.exit_code = new.exit_code;
+            let reason = termination_reason(new);
+            die.detail = match (new.exit_code, reason) {
+                (Some(code), Some(r)) => format!("exit {code} ({r})"),
+                (Some(code), None) => format!("exit {code}"),
+                (None, _) => String::new(),
+            };
+            out.push(die);
+            let reports_ooms_itself = new.sources.iter().any(|s| s == Source::Docker.as_str());
+            if new.oom_killed && !reports_ooms_itself {
+                let mut oom = event(id, EventKind::Oom, finished);
+                oom.detail = "OOMKilled".to_string();
+                out.push(oom);
+            }
+        }
+        if let Some(started) = new.started_unix_ns
+            && old.is_none_or(|o| o.started_unix_ns != Some(started))
+        {
+            out.push(event(id, EventKind::Start, started));
+        }
+        let slot = restart_slot(new);
+        if let Some(&before) = self.restarts.get(&slot)
+            && new.restart_count > before
+        {
+            let mut restart = event(
+                id,
+                EventKind::Restart,
+                new.started_unix_ns.unwrap_or(now_unix_ns),
+            );
+            restart.from = before.to_string();
+            restart.to = new.restart_count.to_string();
+            restart.detail = format!("restart count {before} → {}", new.restart_count);
+            out.push(restart);
+        }
+        self.restarts.insert(slot, new.restart_count);
+        if let Some(old) = old {
+            let (was, is) = (old.health, new.health);
+            if was != is
+                && was != v1::HealthStatus::Unspecified as i32
+                && is != v1::HealthStatus::Unspecified as i32
+            {
+                let mut health = event(id, EventKind::HealthChange, now_unix_ns);
+                health.from = health_name(was).to_string();
+                health.to = health_name(is).to_string();
+                health.detail = format!("{} → {}", health.from, health.to);
+                out.push(health);
+            }
+            let old_image = old
+                .image
+                .as_ref()
+                .map(|i| i.image_id.as_str())
+                .unwrap_or("");
+            let new_image = new
+                .image
+                .as_ref()
+                .map(|i| i.image_id.as_str())
+                .unwrap_or("");
+            if !old_image.is_empty() && !new_image.is_empty() && old_image != new_image {
+                let mut change = event(id, EventKind::ImageChange, now_unix_ns);
+                change.from = image_name(old);
+                change.to = image_name(new);
+                change.detail = format!("{} → {}", change.from, change.to);
+                out.push(change);
+            }
+        }
+        out
+    }
+}
+
+fn event(container_id: &str, kind: EventKind, timestamp_unix_ns: i64) -> LifecycleEvent {
+    LifecycleEvent {
+        timestamp_unix_ns,
+        container_id: container_id.to_string(),
+        kind: kind as i32,
+        ..Default::default()
+    }
+}
+
+/// Why the container last stopped, when a source said.
+fn termination_reason(c: &ContainerInfo) -> Option<&str> {
+    if c.oom_killed {
+        return Some("OOMKilled");
+    }
+    [c.last_termination_reason.as_str(), c.state_reason.as_str()]
+        .into_iter()
+        .find(|r| !r.is_empty())
+}
+
+/// Kubernetes gives a restarted container a new id; its restart count
+/// lives with the pod's container name.
+fn restart_slot(c: &ContainerInfo) -> String {
+    if c.pod_uid.is_empty() || c.name.is_empty() {
+        c.container_id.clone()
+    } else {
+        format!("{}/{}", c.pod_uid, c.name)
+    }
+}
+
+/// Lower-case health name, as events carry it.
+pub fn health_name(value: i32) -> &'static str {
+    match v1::HealthStatus::try_from(value) {
+        Ok(v1::HealthStatus::None) => "none",
+        Ok(v1::HealthStatus::Starting) => "starting",
+        Ok(v1::HealthStatus::Healthy) => "healthy",
+        Ok(v1::HealthStatus::Unhealthy) => "unhealthy",
+        Ok(v1::HealthStatus::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+fn image_name(c: &ContainerInfo) -> String {
+    c.image.as_ref().map_or_else(String::new, |i| {
+        if i.reference.is_empty() {
+            i.image_id.clone()
+        } else {
+            i.reference.clone()
+        }
+    })
+}
+
+/// The joined record: Kubernetes says who the container is, Docker fills
+/// what Kubernetes does not know.
+fn merge(docker: Option<&ContainerInfo>, kube: Option<&ContainerInfo>) -> Option<ContainerInfo> {
+    let (d, k) = match (docker, kube) {
+        (None, None) => return None,
+        (Some(one), None) | (None, Some(one)) => return Some(one.clone()),
+        (Some(d), Some(k)) => (d, k),
+    };
+    let mut m = k.clone();
+    if m.runtime == v1::Runtime::Unspecified as i32 {
+        m.runtime = d.runtime;
+    }
+    match (&mut m.image, &d.image) {
+        (Some(mi), Some(di)) => {
+            if mi.digest.is_empty() {
+                mi.digest.clone_from(&di.digest);
+            }
+            if mi.image_id.is_empty() {
+                mi.image_id.clone_from(&di.image_id);
+            }
+        }
+        (None, Some(di)) => m.image = Some(di.clone()),
+        _ => {}
+    }
+    for (key, value) in &d.labels {
+        m.labels.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    if m.health == v1::HealthStatus::Unspecified as i32 {
+        m.health = d.health;
+    }
+    m.started_unix_ns = m.started_unix_ns.or(d.started_unix_ns);
+    m.finished_unix_ns = m.finished_unix_ns.or(d.finished_unix_ns);
+    m.exit_code = m.exit_code.or(d.exit_code);
+    m.oom_killed |= d.oom_killed;
+    m.cpu_limit_millicores = m.cpu_limit_millicores.or(d.cpu_limit_millicores);
+    m.memory_limit_bytes = m.memory_limit_bytes.or(d.memory_limit_bytes);
+    let mut sources: BTreeSet<String> = m.sources.drain(..).collect();
+    sources.extend(d.sources.iter().cloned());
+    m.sources = sources.into_iter().collect();
+    Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn docker(state: v1::ContainerState) -> ContainerInfo {
+        ContainerInfo {
+            container_id: ID.to_string(),
+            runtime: v1::Runtime::Docker as i32,
+            name: "web".to_string(),
+            state: state as i32,
+            health: v1::HealthStatus::None as i32,
+            sources: vec!["docker".to_string()],
+            ..Default::default()
+        }
+    }
+
+    fn kinds(inv: &v1::Inventory) -> Vec<EventKind> {
+        inv.events
+            .iter()
+            .map(|e| EventKind::try_from(e.kind).unwrap_or(EventKind::Unspecified))
+            .collect()
+    }
+
+    fn upsert(c: ContainerInfo) -> SourceUpdate {
+        SourceUpdate::Upsert {
+            source: Source::Docker,
+            container: c,
+        }
+    }
+
+    #[test]
+    fn no_full_snapshot_before_every_source_reported() {
+        let mut t = Tracker::new(&[Source::Docker, Source::Kubernetes], DEFAULT_FULL_EVERY);
+        let now = Instant::now();
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Docker,
+                containers: vec![docker(v1::ContainerState::Running)],
+            },
+            1,
+        );
+        let delta = t.take(now).expect("the docker record is a change");
+        assert!(!delta.full, "kubernetes has not reported yet");
+        assert_eq!(delta.containers.len(), 1);
+        t.apply(
+            SourceUpdate::Degraded {
+                source: Source::Kubernetes,
+                reason: "not in a cluster".into(),
+            },
+            2,
+        );
+        let full = t.take(now).expect("all sources reported");
+        assert!(full.full);
+        assert_eq!(full.containers.len(), 1);
+        assert_eq!(
+            full.degraded,
+            vec!["kubernetes: not in a cluster".to_string()]
+        );
+        assert!(t.take(now).is_none(), "nothing changed since");
+        assert!(t.take(now + DEFAULT_FULL_EVERY).is_some_and(|i| i.full));
+    }
+
+    #[test]
+    fn docker_lifecycle_becomes_start_health_die_restart_destroy() {
+        let mut t = Tracker::new(&[Source::Docker], DEFAULT_FULL_EVERY);
+        let now = Instant::now();
+        let mut c = docker(v1::ContainerState::Running);
+        c.started_unix_ns = Some(100);
+        c.health = v1::HealthStatus::Starting as i32;
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Docker,
+                containers: vec![c.clone()],
+            },
+            1,
+        );
+        assert_eq!(
+            kinds(&t.take(now).unwrap_or_default()),
+            vec![EventKind::Start]
+        );
+
+        c.health = v1::HealthStatus::Unhealthy as i32;
+        t.apply(upsert(c.clone()), 5);
+        let inv = t.take(now).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::HealthChange]);
+        assert_eq!(
+            (inv.events[0].from.as_str(), inv.events[0].to.as_str()),
+            ("starting", "unhealthy")
+        );
+
+        c.state = v1::ContainerState::Exited as i32;
+        c.exit_code = Some(137);
+        c.oom_killed = true;
+        c.finished_unix_ns = Some(200);
+        t.apply(upsert(c.clone()), 6);
+        let inv = t.take(now).unwrap_or_default();
+        assert_eq!(
+            kinds(&inv),
+            vec![EventKind::Die],
+            "docker reports OOMs as its own events"
+        );
+        assert_eq!(inv.events[0].detail, "exit 137 (OOMKilled)");
+        assert_eq!(inv.events[0].timestamp_unix_ns, 200);
+
+        c.state = v1::ContainerState::Running as i32;
+        c.started_unix_ns = Some(300);
+        c.restart_count = 1;
+        t.apply(upsert(c.clone()), 7);
+        assert_eq!(
+            kinds(&t.take(now).unwrap_or_default()),
+            vec![EventKind::Start, EventKind::Restart]
+        );
+
+        t.apply(
+            SourceUpdate::Remove {
+                source: Source::Docker,
+                container_id: ID.into(),
+            },
+            8,
+        );
+        let inv = t.take(now).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::Destroy]);
+        assert_eq!(inv.removed_container_ids, vec![ID.to_string()]);
+    }
+
+    #[test]
+    fn kubernetes_restart_with_a_new_container_id_is_a_restart_and_an_oom() {
+        let mut t = Tracker::new(&[Source::Kubernetes], DEFAULT_FULL_EVERY);
+        let now = Instant::now();
+        let first = ContainerInfo {
+            container_id: "a".repeat(64),
+            name: "app".into(),
+            pod_uid: "uid-1".into(),
+            started_unix_ns: Some(10),
+            sources: vec!["kubernetes".into()],
+            ..Default::default()
+        };
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Kubernetes,
+                containers: vec![first.clone()],
+            },
+            1,
+        );
+        t.take(now);
+        let second = ContainerInfo {
+            container_id: "b".repeat(64),
+            restart_count: 1,
+            started_unix_ns: Some(50),
+            finished_unix_ns: Some(40),
+            exit_code: Some(137),
+            oom_killed: true,
+            last_termination_reason: "OOMKilled".into(),
+            ..first.clone()
+        };
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Kubernetes,
+                containers: vec![second],
+            },
+            2,
+        );
+        let inv = t.take(now).unwrap_or_default();
+        let mut got = kinds(&inv);
+        got.sort_by_key(|k| *k as i32);
+        assert_eq!(
+            got,
+            vec![
+                EventKind::Start,
+                EventKind::Die,
+                EventKind::Oom,
+                EventKind::Restart,
+                EventKind::Destroy
+            ]
+        );
+    }
+
+    #[test]
+    fn kubernetes_identity_wins_and_docker_fills_the_gaps() {
+        let mut t = Tracker::new(&[Source::Docker, Source::Kubernetes], DEFAULT_FULL_EVERY);
+        let mut d = docker(v1::ContainerState::Running);
+        d.name = "k8s_app_web-1_shop_uid_0".into();
+        d.labels
+            .insert("io.kubernetes.pod.name".into(), "web-1".into());
+        d.image = Some(v1::ImageRef {
+            image_id: "sha256:img".into(),
+            ..Default::default()
+        });
+        let k = ContainerInfo {
+            container_id: ID.into(),
+            name: "app".into(),
+            namespace: "shop".into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            image: Some(v1::ImageRef {
+                reference: "shop/web:1.2".into(),
+                ..Default::default()
+            }),
+            sources: vec!["kubernetes".into()],
+            ..Default::default()
+        };
+        t.apply(
+            SourceUpdate::Upsert {
+                source: Source::Docker,
+                container: d,
+            },
+            1,
+        );
+        t.apply(
+            SourceUpdate::Upsert {
+                source: Source::Kubernetes,
+                container: k,
+            },
+            1,
+        );
+        let m = t.get(ID).cloned().unwrap_or_default();
+        assert_eq!((m.name.as_str(), m.namespace.as_str()), ("app", "shop"));
+        assert_eq!(m.runtime, v1::Runtime::Docker as i32);
+        let image = m.image.unwrap_or_default();
+        assert_eq!(
+            (image.reference.as_str(), image.image_id.as_str()),
+            ("shop/web:1.2", "sha256:img")
+        );
+        assert_eq!(m.labels.len(), 2);
+        assert_eq!(
+            m.sources,
+            vec!["docker".to_string(), "kubernetes".to_string()]
+        );
+    }
+}
