@@ -372,33 +372,51 @@ fn cli_lists_tops_describes_and_doctors_a_standalone_collector() {
     assert_eq!(
         header,
         [
-            "NODE",
-            "CONTAINER",
-            "RUNTIME",
-            "POD/UNIT",
-            "CPU",
-            "MEMORY",
-            "CPU_LIMIT",
-            "MEM_LIMIT",
+            "NAMESPACE",
+            "NAME",
+            "WORKLOAD",
+            "IMAGE",
+            "STATE",
+            "HEALTH",
+            "RESTARTS",
             "OOMS",
-            "LAST_SEEN"
+            "CPU",
+            "MEMORY"
         ]
     );
+    // Wide: where it runs and its limits, with human units.
+    let wide = upid_ok(&server, &["get", "containers", "-o", "wide"]);
+    let wide_header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    for column in ["NODE", "ID", "CPU_LIMIT", "MEM_LIMIT", "CGROUP"] {
+        assert!(wide_header.contains(&column), "{column} in {wide_header:?}");
+    }
     if let Some(path) = &glob {
-        let row: Vec<&str> = table
+        let row: Vec<&str> = wide
             .lines()
             .find(|l| l.contains(path.as_str()))
-            .unwrap_or_else(|| panic!("{path} not in\n{table}"))
+            .unwrap_or_else(|| panic!("{path} not in\n{wide}"))
             .split_whitespace()
             .collect();
-        assert_eq!(row[0], NODE);
-        assert_eq!(&row[6..8], ["0.5", "64Mi"], "{table}");
+        assert_eq!(row.len(), wide_header.len(), "one word per cell: {row:?}");
+        let cell = |name: &str| {
+            let i = wide_header
+                .iter()
+                .position(|h| *h == name)
+                .unwrap_or(usize::MAX);
+            row.get(i).copied().unwrap_or_default()
+        };
+        assert_eq!(cell("NODE"), NODE);
+        assert_eq!(
+            (cell("CPU_LIMIT"), cell("MEM_LIMIT")),
+            ("0.5", "64Mi"),
+            "{wide}"
+        );
     }
-    let wide = upid_ok(&server, &["get", "containers", "-o", "wide"]);
-    assert!(
-        wide.lines().next().unwrap_or_default().contains("CGROUP"),
-        "{wide}"
-    );
     let yaml = upid_ok(
         &server,
         &["get", "containers", "--node", NODE, "-o", "yaml"],

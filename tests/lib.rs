@@ -191,15 +191,30 @@ fn kill_and_remove(dir: &Path) {
 /// Builds a tiny image from scratch with a static busybox as its only file
 /// (no image can be pulled here), tagged `tag`.
 pub fn build_busybox_image(tag: &str) {
+    build_busybox_image_with(tag, "");
+}
+
+/// Builds `tag` as [`build_busybox_image`] does, with busybox's applets
+/// installed as commands (`/bin/sh`, `dd`, ... for healthchecks and
+/// `sh -c`) and `extra` Dockerfile lines appended (a `LABEL` gives another
+/// image id).
+pub fn build_busybox_image_with(tag: &str, extra: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("busybox-static installed (apt-get install busybox-static)");
     std::fs::copy(busybox, dir.path().join("busybox")).expect("copy busybox");
+    let install = if extra.is_empty() {
+        ""
+    } else {
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"
+    };
     std::fs::write(
         dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n",
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\n{install}ENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n{extra}\n"
+        ),
     )
     .expect("write Dockerfile");
     run(Command::new("docker")

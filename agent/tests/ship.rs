@@ -383,7 +383,7 @@ async fn bad_endpoint_settings_fail_fast_with_a_clear_error() {
     let mut cfg = config("127.0.0.1:1".parse().expect("addr"));
     cfg.endpoint.url = "https://127.0.0.1:1".into();
     cfg.endpoint.ca_pem = Some(dir.path().join("missing-ca.pem"));
-    let (_tx, rx) = mpsc::channel(1);
+    let (_tx, rx) = mpsc::channel::<upid::model::Snapshot>(1);
     let (_stop_tx, stop_rx) = watch::channel(false);
     let err = ship(
         open_spool(&dir.path().join("spool")),

@@ -113,6 +113,7 @@ fn metric(text: &str, name: &str) -> f64 {
 fn batch(agent: &str, seq: u64, containers: usize) -> Batch {
     let ts = 1_700_000_000_000_000_000 + seq as i64 * 10_000_000_000;
     Batch {
+        inventory: None,
         agent_id: agent.into(),
         node_name: format!("node-{agent}"),
         seq,

@@ -162,6 +162,7 @@ fn batch(
     networks: Vec<NetworkSample>,
 ) -> Batch {
     Batch {
+        inventory: None,
         agent_id: agent.into(),
         node_name: node.into(),
         seq: tick as u64 + 1,
@@ -467,6 +468,7 @@ async fn containers_carry_latest_rates_derived_from_counters() {
         .list_containers(ListContainersRequest {
             node_name: "node-a".into(),
             include_gone: false,
+            namespace: String::new(),
         })
         .await
         .expect("list containers")
@@ -519,6 +521,7 @@ async fn containers_carry_latest_rates_derived_from_counters() {
         .list_containers(ListContainersRequest {
             node_name: String::new(),
             include_gone: true,
+            namespace: String::new(),
         })
         .await
         .expect("list all")
@@ -539,6 +542,7 @@ async fn containers_carry_latest_rates_derived_from_counters() {
         .list_containers(ListContainersRequest {
             node_name: "node-z".into(),
             include_gone: true,
+            namespace: String::new(),
         })
         .await
         .expect("unknown node")

@@ -221,6 +221,7 @@ fn batch(
     networks: Vec<NetworkSample>,
 ) -> Batch {
     Batch {
+        inventory: None,
         agent_id: agent.into(),
         node_name: node_name.into(),
         seq,
@@ -914,7 +915,7 @@ fn open_creates_parent_directories_and_refuses_a_newer_schema() {
             err,
             StoreError::SchemaVersion {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

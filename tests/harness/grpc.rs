@@ -133,6 +133,7 @@ pub fn batch(agent_id: &str, node: &str, seq: u64) -> v1::Batch {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(1);
     v1::Batch {
+        inventory: None,
         agent_id: agent_id.to_string(),
         node_name: node.to_string(),
         seq,
