@@ -155,6 +155,7 @@ impl Tracker {
             .collect();
         if full_due {
             self.next_full = Some(now + self.full_every);
+            self.forget_gone_restart_slots();
             self.changed.clear();
             self.removed.clear();
             let mut containers: Vec<ContainerInfo> = self.merged.values().cloned().collect();
@@ -181,6 +182,16 @@ impl Tracker {
             events: std::mem::take(&mut self.events),
             degraded,
         })
+    }
+
+    /// Drops the restart counts of pod containers (or containers) no
+    /// source lists any more, so pod churn does not grow the map forever.
+    /// Runs with each full snapshot: a restart's new container id arrives
+    /// within one update of the old one going, long before that.
+    fn forget_gone_restart_slots(&mut self) {
+        let live: std::collections::HashSet<String> =
+            self.merged.values().map(restart_slot).collect();
+        self.restarts.retain(|slot, _| live.contains(slot));
     }
 
     fn recompute(&mut self, id: &str, now_unix_ns: i64) {
@@ -566,6 +577,37 @@ mod tests {
                 EventKind::Destroy
             ]
         );
+    }
+
+    #[test]
+    fn restart_counts_of_gone_pods_are_forgotten_at_the_next_full_snapshot() {
+        let mut t = Tracker::new(&[Source::Kubernetes], DEFAULT_FULL_EVERY);
+        let now = Instant::now();
+        let pod = |uid: &str, fill: char| ContainerInfo {
+            container_id: fill.to_string().repeat(64),
+            name: "app".into(),
+            pod_uid: uid.into(),
+            ..Default::default()
+        };
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Kubernetes,
+                containers: vec![pod("uid-1", 'a'), pod("uid-2", 'b')],
+            },
+            1,
+        );
+        t.take(now);
+        assert_eq!(t.restarts.len(), 2);
+        t.apply(
+            SourceUpdate::Remove {
+                source: Source::Kubernetes,
+                container_id: "a".repeat(64),
+            },
+            2,
+        );
+        assert_eq!(t.restarts.len(), 2, "kept until the next full snapshot");
+        t.take(now + DEFAULT_FULL_EVERY);
+        assert_eq!(t.restarts.keys().collect::<Vec<_>>(), vec!["uid-2/app"]);
     }
 
     #[test]
