@@ -619,6 +619,26 @@ impl Spool {
         }
     }
 
+    /// Counts a batch that could never be spooled ([`SpoolError::TooLarge`])
+    /// as dropped, so the loss reaches the collector like a full spool's
+    /// instead of vanishing. It uses up the seq the batch was built with,
+    /// as a batch dropped from a full spool does: the collector sees a gap,
+    /// and delivered + dropped = seqs assigned still holds.
+    pub fn record_unspoolable(&mut self, payload_bytes: u64) {
+        self.state.next_seq = self.state.next_seq.saturating_add(1);
+        self.state.dropped_batches = self.state.dropped_batches.saturating_add(1);
+        self.state.dropped_bytes = self.state.dropped_bytes.saturating_add(payload_bytes);
+        tracing::warn!(
+            payload_bytes,
+            max_bytes = self.config.max_bytes,
+            dropped_batches_total = self.state.dropped_batches,
+            "a batch larger than the whole spool was dropped; raise --spool-max-mib"
+        );
+        if let Err(e) = self.save_state() {
+            tracing::warn!(error = %e, "could not record the dropped batch in the spool state");
+        }
+    }
+
     /// This agent's id: 32 lower-case hex digits, stable across restarts.
     pub fn agent_id(&self) -> &str {
         &self.agent_id_hex

@@ -461,6 +461,14 @@ async fn spool_snapshot(
             debug_assert_eq!(appended.seq, seq);
             stats.spooled += 1;
         }
+        Err(SpoolError::TooLarge { payload_bytes, .. }) => {
+            // It can never be spooled, so it is dropped like the oldest
+            // batch of a full spool: its seq is used up (the next batch must
+            // not reuse it, or the collector takes that one for a
+            // duplicate) and the loss is counted and reported.
+            stats.spool_write_failures += 1;
+            spool.record_unspoolable(payload_bytes);
+        }
         Err(e) => {
             stats.spool_write_failures += 1;
             log_spool_failure(&e);

@@ -166,3 +166,32 @@ fn a_segment_from_another_agent_is_not_replayed() {
     assert_eq!(replay_seqs(&spool), vec![1]);
     assert_eq!(spool.next_seq(), 2);
 }
+
+#[test]
+fn a_batch_larger_than_the_spool_is_counted_as_dropped_with_its_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _) = Spool::open(dir.path(), cfg(2048, 1024)).expect("open");
+    spool.append(&[1u8; 100]).expect("append");
+    let err = spool.append(&[0u8; 4096]).expect_err("too large");
+    let SpoolError::TooLarge { payload_bytes, .. } = err else {
+        panic!("expected TooLarge, got {err:?}");
+    };
+    spool.record_unspoolable(payload_bytes);
+    assert_eq!(
+        spool.next_seq(),
+        3,
+        "its seq is used up: the next batch is not taken for a duplicate"
+    );
+    assert_eq!(
+        (spool.dropped_total().batches, spool.dropped_total().bytes),
+        (1, 4096)
+    );
+    drop(spool);
+    let (reopened, _) = Spool::open(dir.path(), cfg(2048, 1024)).expect("reopen");
+    assert_eq!(
+        reopened.dropped_total().batches,
+        1,
+        "the count survives a restart"
+    );
+    assert_eq!(reopened.next_seq(), 3, "and so does the used-up seq");
+}
