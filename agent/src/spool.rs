@@ -113,6 +113,23 @@ pub enum SpoolError {
     /// The configuration cannot work.
     #[error("invalid spool configuration: {0}")]
     InvalidConfig(String),
+    /// Another process (or another `Spool` in this one) has the spool open:
+    /// two agents sharing a spool would hand out the same seqs.
+    #[error(
+        "the spool {path} is in use by another upid-agent; give each agent its own --spool-dir"
+    )]
+    Locked {
+        /// The spool directory.
+        path: PathBuf,
+    },
+    /// The spool's lock file could not be opened or locked.
+    #[error("locking the spool {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
     /// The spool directory could not be created.
     #[error("creating spool directory {path}: {source}")]
     CreateDir {
@@ -456,6 +473,38 @@ pub struct Spool {
     disk_bytes: u64,
     /// Reused buffer for encoding records.
     scratch: Vec<u8>,
+    /// Holds the exclusive lock on `<dir>/lock` while the spool is open.
+    _lock: File,
+}
+
+/// Name of the lock file in the spool directory.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the spool directory's exclusive lock, creating the directory and
+/// the lock file when missing. Released when the returned file is dropped
+/// (also when the process dies).
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    fs::create_dir_all(dir).map_err(|source| SpoolError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SpoolError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(source)) => Err(SpoolError::Lock { path, source }),
+    }
 }
 
 impl Spool {
@@ -475,6 +524,7 @@ impl Spool {
             )));
         }
         let dir = dir.as_ref().to_path_buf();
+        let lock = lock_dir(&dir)?;
         let recovered = recovery::recover(&dir, &config)?;
         let disk_bytes = recovered.segments.iter().map(|s| s.file_bytes).sum();
         let spool = Spool {
@@ -490,6 +540,7 @@ impl Spool {
             active: recovered.active,
             disk_bytes,
             scratch: Vec::new(),
+            _lock: lock,
         };
         Ok((spool, recovered.report))
     }

@@ -195,3 +195,14 @@ fn a_batch_larger_than_the_spool_is_counted_as_dropped_with_its_seq() {
     );
     assert_eq!(reopened.next_seq(), 3, "and so does the used-up seq");
 }
+
+#[test]
+fn a_spool_in_use_cannot_be_opened_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, _) = Spool::open(dir.path(), cfg(1 << 20, 1024)).expect("open");
+    let err = Spool::open(dir.path(), cfg(1 << 20, 1024)).expect_err("second open");
+    assert!(matches!(err, SpoolError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("--spool-dir"), "{err}");
+    drop(first);
+    Spool::open(dir.path(), cfg(1 << 20, 1024)).expect("free again once the first is closed");
+}
