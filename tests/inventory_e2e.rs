@@ -18,7 +18,8 @@ use upid_e2e::harness::grpc::{self, connect, query_client};
 use upid_e2e::harness::{agent, serve};
 use upid_e2e::{bin, build_busybox_image_with, docker_available, run, skip_unless, wait_for};
 
-const MINUTE: Duration = Duration::from_secs(60);
+/// Deadline of each wait: generous, as CI runs this beside 300 other tests.
+const WAIT: Duration = Duration::from_secs(150);
 
 /// Containers named `<prefix>...`, removed when dropped.
 struct Containers(String);
@@ -147,7 +148,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
         rt.block_on(async { query_client(connect(&url, None).await.expect("connect"), None) });
 
     // The labeled container: who it is, as Docker says.
-    let info = wait_for(MINUTE, "the labeled container's inventory", || {
+    let info = wait_for(WAIT, "the labeled container's inventory", || {
         let list = rt
             .block_on(client.list_containers(ListContainersRequest::default()))
             .ok()?
@@ -185,7 +186,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
     };
 
     // The OOM kill: an oom event and a die with exit 137, OOMKilled.
-    let oom_events = wait_for(MINUTE, "the OOM kill's events", || {
+    let oom_events = wait_for(WAIT, "the OOM kill's events", || {
         let ev = events(&mut client, &oom);
         (ev.iter().any(|e| kind(e) == EventKind::Oom)
             && ev.iter().any(|e| kind(e) == EventKind::Die))
@@ -201,7 +202,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
 
     // The restart policy: two restarts, three exits with code 3.
     wait_for(
-        MINUTE,
+        WAIT,
         "two restarts and three exits of the flaky container",
         || {
             let ev = events(&mut client, &flaky);
@@ -217,7 +218,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
     );
 
     // The healthcheck: starting, then unhealthy.
-    wait_for(MINUTE, "the health change to unhealthy", || {
+    wait_for(WAIT, "the health change to unhealthy", || {
         events(&mut client, &name("unhealthy"))
             .into_iter()
             .find(|e| {
@@ -232,7 +233,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
     let mut web_b = web_args.clone();
     web_b.extend([image_b.as_str(), "sleep", "3600"]);
     docker(&web_b);
-    let change = wait_for(MINUTE, "the compose service's image change", || {
+    let change = wait_for(WAIT, "the compose service's image change", || {
         rt.block_on(client.list_events(ListEventsRequest {
             namespace: project.clone(),
             kinds: vec![EventKind::ImageChange as i32],
@@ -262,7 +263,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
             "web"
         )
     );
-    let shop = wait_for(MINUTE, "the compose workload running image b", || {
+    let shop = wait_for(WAIT, "the compose workload running image b", || {
         rt.block_on(client.list_workloads(ListWorkloadsRequest {
             namespace: project.clone(),
         }))
@@ -283,7 +284,7 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
     assert_eq!(starts_before, 1);
     drop(agent_proc);
     let agent_again = agent_cmd.start();
-    collector.wait_for_metrics("the restarted agent to store batches", MINUTE, |m| {
+    collector.wait_for_metrics("the restarted agent to store batches", WAIT, |m| {
         m.value("upid_collector_agents_connected", &[]) == 1.0
     });
     docker(&[
@@ -295,21 +296,17 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
         "sleep",
         "3600",
     ]);
-    wait_for(
-        MINUTE,
-        "a container started after the agent restart",
-        || {
-            let ev = rt
-                .block_on(client.list_events(ListEventsRequest {
-                    container: name("after-restart"),
-                    ..Default::default()
-                }))
-                .ok()?
-                .into_inner()
-                .events;
-            (!ev.is_empty()).then_some(())
-        },
-    );
+    wait_for(WAIT, "a container started after the agent restart", || {
+        let ev = rt
+            .block_on(client.list_events(ListEventsRequest {
+                container: name("after-restart"),
+                ..Default::default()
+            }))
+            .ok()?
+            .into_inner()
+            .events;
+        (!ev.is_empty()).then_some(())
+    });
     let starts_after = events(&mut client, &labeled)
         .iter()
         .filter(|e| kind(e) == EventKind::Start)
