@@ -192,20 +192,12 @@ impl Owners {
         };
         match got {
             Ok(rs) => {
-                let w = match controller_of(&rs.metadata) {
-                    Some(o) if o.kind == "Deployment" => {
-                        workload(v1::WorkloadKind::Deployment, &o.name, String::new())
-                    }
-                    Some(o) => workload(
-                        v1::WorkloadKind::Other,
-                        &o.name,
-                        format!(
-                            "ReplicaSet {rs_name} is owned by {} {}, not followed further",
-                            o.api_version, o.kind
-                        ),
-                    ),
-                    None => workload(v1::WorkloadKind::ReplicaSet, rs_name, String::new()),
-                };
+                let w = workload_above(
+                    &rs.metadata,
+                    namespace,
+                    ("ReplicaSet", rs_name, v1::WorkloadKind::ReplicaSet),
+                    ("Deployment", v1::WorkloadKind::Deployment),
+                );
                 (w, None, true)
             }
             Err(e) => {
@@ -261,20 +253,12 @@ impl Owners {
         };
         match got {
             Ok(job) => {
-                let w = match controller_of(&job.metadata) {
-                    Some(o) if o.kind == "CronJob" => {
-                        workload(v1::WorkloadKind::CronJob, &o.name, String::new())
-                    }
-                    Some(o) => workload(
-                        v1::WorkloadKind::Other,
-                        &o.name,
-                        format!(
-                            "Job {job_name} is owned by {} {}, not followed further",
-                            o.api_version, o.kind
-                        ),
-                    ),
-                    None => workload(v1::WorkloadKind::Job, job_name, String::new()),
-                };
+                let w = workload_above(
+                    &job.metadata,
+                    namespace,
+                    ("Job", job_name, v1::WorkloadKind::Job),
+                    ("CronJob", v1::WorkloadKind::CronJob),
+                );
                 (w, None, true)
             }
             Err(e) => {
@@ -294,6 +278,36 @@ impl Owners {
                 (w, problem, false)
             }
         }
+    }
+}
+
+/// The workload above an intermediate object (a ReplicaSet, a Job) whose
+/// metadata was fetched: its controller when that is the `expected` kind,
+/// the object itself when it has no controller, and `Other` (saying why)
+/// for any other controller.
+fn workload_above(
+    meta: &ObjectMeta,
+    namespace: &str,
+    (own_kind, own_name, own_workload): (&str, &str, v1::WorkloadKind),
+    (expected_kind, expected_workload): (&str, v1::WorkloadKind),
+) -> v1::WorkloadRef {
+    let (kind, name, detail) = match controller_of(meta) {
+        Some(o) if o.kind == expected_kind => (expected_workload, o.name.as_str(), String::new()),
+        Some(o) => (
+            v1::WorkloadKind::Other,
+            o.name.as_str(),
+            format!(
+                "{own_kind} {own_name} is owned by {} {}, not followed further",
+                o.api_version, o.kind
+            ),
+        ),
+        None => (own_workload, own_name, String::new()),
+    };
+    v1::WorkloadRef {
+        kind: kind as i32,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        detail,
     }
 }
 
