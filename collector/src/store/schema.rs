@@ -33,12 +33,12 @@ use super::StoreError;
 pub const WAL_CHECKPOINT_THRESHOLD: &str = "256MB";
 
 /// Version of the schema this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
-/// Versions this build opens and upgrades to [`SCHEMA_VERSION`]: version 2
-/// only added tables (the inventory), which `CREATE ... IF NOT EXISTS`
-/// creates in a version 1 store.
-const UPGRADABLE_VERSIONS: &[i32] = &[1];
+/// Versions this build opens and upgrades to [`SCHEMA_VERSION`]: versions 2
+/// (the inventory) and 3 (`usage`, `rollup_state`) only added tables, which
+/// `CREATE ... IF NOT EXISTS` creates in an older store.
+const UPGRADABLE_VERSIONS: &[i32] = &[1, 2];
 
 /// `counter_delta(cur, prev)`: the increase of a cumulative counter between
 /// two samples, with counter resets handled as Prometheus `rate()` does.
@@ -335,6 +335,55 @@ CREATE TABLE IF NOT EXISTS events (
     image_reference     VARCHAR NOT NULL,
     received_unix_ns    BIGINT  NOT NULL,
     PRIMARY KEY (container_id, kind, ts_unix_ns)
+);
+
+-- Usage per container per interval: what analysis (rightsizing, idle,
+-- cost) reads and the Parquet export writes (docs/export.md has the same
+-- columns). Agent samples are rolled up into 1-minute rows by the
+-- collector (source 'agent'); imports add rows of their own interval
+-- (source 'prometheus' or 'parquet'). Identity columns are copied into
+-- every row (DuckDB's dictionary compression stores them once per row
+-- group); analysis takes a series' identity from its latest row.
+CREATE TABLE IF NOT EXISTS usage (
+    -- containers.container_key for agent rows; for imports the container id
+    -- when known, else 'node/namespace/pod/container'.
+    series_key                VARCHAR NOT NULL,
+    -- agent, prometheus, parquet.
+    source                    VARCHAR NOT NULL,
+    -- Start of the interval (UTC).
+    ts_unix_ns                BIGINT  NOT NULL,
+    -- Seconds of the interval covered by the row's data.
+    interval_s                DOUBLE  NOT NULL,
+    node                      VARCHAR NOT NULL,
+    container_id              VARCHAR NOT NULL,
+    namespace                 VARCHAR NOT NULL,
+    pod                       VARCHAR NOT NULL,
+    container                 VARCHAR NOT NULL,
+    workload_kind             VARCHAR NOT NULL,
+    workload                  VARCHAR NOT NULL,
+    image                     VARCHAR NOT NULL,
+    -- Mean over the interval.
+    cpu_cores                 DOUBLE,
+    -- Throttled CFS periods / all periods in the interval.
+    cpu_throttled_ratio       DOUBLE,
+    -- Mean of the readings in the interval.
+    memory_working_set_bytes  UBIGINT,
+    -- Highest memory use in the interval (the agent's per-tick peak where it
+    -- has one, else the highest working-set reading).
+    memory_peak_bytes         UBIGINT,
+    oom_kills                 UBIGINT,
+    net_rx_bytes              UBIGINT,
+    net_tx_bytes              UBIGINT,
+    cpu_request_cores         DOUBLE,
+    cpu_limit_cores           DOUBLE,
+    memory_request_bytes      UBIGINT,
+    memory_limit_bytes        UBIGINT
+);
+
+-- Progress of the agent-sample rollup into usage: batches received after
+-- this (collector clock, batches.received_unix_ns) are not rolled up yet.
+CREATE TABLE IF NOT EXISTS rollup_state (
+    rolled_up_received_unix_ns BIGINT NOT NULL
 );
 
 CREATE VIEW IF NOT EXISTS container_samples_named AS
