@@ -20,14 +20,19 @@ struct Asked {
     list_containers: Vec<v1::ListContainersRequest>,
     list_workloads: Vec<v1::ListWorkloadsRequest>,
     list_events: Vec<v1::ListEventsRequest>,
+    rightsize: Vec<v1::RightsizeRequest>,
+    list_idle: Vec<v1::IdleRequest>,
+    get_cost: Vec<v1::CostRequest>,
 }
 
-/// Answers with fixtures; `ListEvents` can be made unimplemented (an
+/// Answers with fixtures; `ListEvents`, and the analysis calls
+/// (`Rightsize`, `ListIdle`, `GetCost`), can be made unimplemented (an
 /// older collector).
 #[derive(Clone)]
 struct Scripted {
     asked: Arc<Mutex<Asked>>,
     events_implemented: bool,
+    analysis_implemented: bool,
 }
 
 impl Scripted {
@@ -131,15 +136,68 @@ impl query_service_server::QueryService for Scripted {
         self.record(|a| a.list_events.push(r));
         Ok(Response::new(v1::ListEventsResponse { events }))
     }
+
+    async fn rightsize(
+        &self,
+        r: Request<v1::RightsizeRequest>,
+    ) -> Result<Response<v1::RightsizeResponse>, Status> {
+        if !self.analysis_implemented {
+            return Err(Status::unimplemented("unknown method Rightsize"));
+        }
+        let r = r.into_inner();
+        let answer = if r.group_by == v1::RightsizeGrouping::Container as i32 {
+            fixtures::rightsize_by_container()
+        } else {
+            fixtures::rightsize()
+        };
+        self.record(|a| a.rightsize.push(r));
+        Ok(Response::new(answer))
+    }
+
+    async fn list_idle(
+        &self,
+        r: Request<v1::IdleRequest>,
+    ) -> Result<Response<v1::IdleResponse>, Status> {
+        if !self.analysis_implemented {
+            return Err(Status::unimplemented("unknown method ListIdle"));
+        }
+        let r = r.into_inner();
+        let mut answer = fixtures::idle();
+        if !r.include_active {
+            answer.workloads.retain(|w| w.idle);
+        }
+        self.record(|a| a.list_idle.push(r));
+        Ok(Response::new(answer))
+    }
+
+    async fn get_cost(
+        &self,
+        r: Request<v1::CostRequest>,
+    ) -> Result<Response<v1::CostResponse>, Status> {
+        if !self.analysis_implemented {
+            return Err(Status::unimplemented("unknown method GetCost"));
+        }
+        self.record(|a| a.get_cost.push(r.into_inner()));
+        Ok(Response::new(fixtures::cost()))
+    }
 }
 
 /// A scripted collector on a free loopback port; its URL and what it was
 /// asked.
 async fn start(events_implemented: bool) -> (String, Arc<Mutex<Asked>>) {
+    start_with(events_implemented, true).await
+}
+
+/// [`start`], choosing which calls the collector implements.
+async fn start_with(
+    events_implemented: bool,
+    analysis_implemented: bool,
+) -> (String, Arc<Mutex<Asked>>) {
     let asked = Arc::new(Mutex::new(Asked::default()));
     let service = Scripted {
         asked: asked.clone(),
         events_implemented,
+        analysis_implemented,
     };
     let incoming = tonic::transport::server::TcpIncoming::bind(([127, 0, 0, 1], 0).into())
         .expect("bind 127.0.0.1:0");

@@ -1,6 +1,7 @@
 //! Realistic query API responses for rendering tests: a Docker compose
 //! container with limits, a Kubernetes pod container, a systemd service
-//! (no inventory), a gone container, lifecycle events.
+//! (no inventory), a gone container, lifecycle events, and the analysis
+//! answers (rightsizing, idle workloads, cost).
 
 use crate::wire::v1;
 
@@ -484,5 +485,359 @@ pub fn series() -> v1::GetContainerSeriesResponse {
                 ..rates(0.3, 121 * MI)
             },
         ],
+    }
+}
+
+const GI: u64 = 1024 * MI;
+
+/// Default prices of the analysis fixtures (USD, OpenCost-like).
+fn pricing() -> v1::Pricing {
+    v1::Pricing {
+        currency: "USD".into(),
+        cpu_core_hour: 0.031_611,
+        memory_gib_hour: 0.004_237,
+    }
+}
+
+/// Rightsizing grouped by workload, in no particular order: the compose
+/// service `web` (throttled, OOM-killed twice, needs more: negative
+/// saving), the Deployment `checkout` (asks 16x the CPU it uses: the big
+/// saving), and a CronJob with 3h20m of history (not enough data).
+pub fn rightsize() -> v1::RightsizeResponse {
+    let web = v1::Recommendation {
+        namespace: "shop".into(),
+        workload_kind: "compose".into(),
+        workload: "web".into(),
+        container: "web".into(),
+        container_id: String::new(),
+        node_name: String::new(),
+        replicas: 2,
+        current: Some(v1::CurrentResources {
+            cpu_request_millicores: None,
+            cpu_limit_millicores: Some(1500),
+            memory_request_bytes: None,
+            memory_limit_bytes: Some(512 * MI),
+        }),
+        cpu_request_millicores: Some(300),
+        cpu_limit_millicores: Some(600),
+        memory_request_bytes: Some(180 * MI),
+        memory_limit_bytes: Some(360 * MI),
+        cpu_lower_millicores: Some(200),
+        cpu_upper_millicores: Some(450),
+        memory_lower_bytes: Some(150 * MI),
+        memory_upper_bytes: Some(260 * MI),
+        confidence: 0.43,
+        confidence_days: 3.0,
+        samples: 8640,
+        window_s: 3 * 86_400,
+        reason: "throttled in 12% of periods: CPU above p90; 2 OOM kills: memory raised".into(),
+        evidence: Some(v1::RightsizeEvidence {
+            first_sample_unix_ns: NOW_NS - 3 * 86_400 * S,
+            last_sample_unix_ns: NOW_NS - 60 * S,
+            cpu_p50_cores: 0.12,
+            cpu_p90_cores: 0.25,
+            cpu_p95_cores: 0.31,
+            cpu_max_cores: 1.42,
+            cpu_throttled_ratio: Some(0.12),
+            memory_p90_daily_peak_bytes: 140 * MI,
+            memory_max_peak_bytes: 510 * MI,
+            memory_days: 3,
+            oom_kills: 2,
+            last_oom_unix_ns: NOW_NS - 2 * 3600 * S,
+            oom_bump_bytes: 170 * MI,
+            cpu_request_driver: "throttling".into(),
+            cpu_limit_driver: "p90".into(),
+            memory_request_driver: "oom".into(),
+            memory_limit_driver: "oom".into(),
+            restarts: 2,
+        }),
+        monthly_cost_current: 12.26,
+        monthly_cost_recommended: 14.93,
+        monthly_saving: -2.67,
+        enough_data: true,
+    };
+    let checkout = v1::Recommendation {
+        namespace: "shop".into(),
+        workload_kind: "deployment".into(),
+        workload: "checkout".into(),
+        container: "checkout".into(),
+        container_id: String::new(),
+        node_name: String::new(),
+        replicas: 3,
+        current: Some(v1::CurrentResources {
+            cpu_request_millicores: Some(4000),
+            cpu_limit_millicores: None,
+            memory_request_bytes: Some(2 * GI),
+            memory_limit_bytes: Some(4 * GI),
+        }),
+        cpu_request_millicores: Some(250),
+        cpu_limit_millicores: None,
+        memory_request_bytes: Some(300 * MI),
+        memory_limit_bytes: Some(600 * MI),
+        cpu_lower_millicores: Some(180),
+        cpu_upper_millicores: Some(320),
+        memory_lower_bytes: Some(240 * MI),
+        memory_upper_bytes: Some(380 * MI),
+        confidence: 1.0,
+        confidence_days: 14.2,
+        samples: 60_480,
+        window_s: 14 * 86_400,
+        reason: "CPU: p90 0.21 cores + 15%; memory: p90 of daily peaks 260Mi + 15%".into(),
+        evidence: Some(v1::RightsizeEvidence {
+            first_sample_unix_ns: NOW_NS - 14 * 86_400 * S,
+            last_sample_unix_ns: NOW_NS - 60 * S,
+            cpu_p50_cores: 0.15,
+            cpu_p90_cores: 0.21,
+            cpu_p95_cores: 0.24,
+            cpu_max_cores: 0.9,
+            cpu_throttled_ratio: None,
+            memory_p90_daily_peak_bytes: 260 * MI,
+            memory_max_peak_bytes: 290 * MI,
+            memory_days: 14,
+            oom_kills: 0,
+            last_oom_unix_ns: 0,
+            oom_bump_bytes: 0,
+            cpu_request_driver: "p90".into(),
+            cpu_limit_driver: "no limit asked".into(),
+            memory_request_driver: "peak".into(),
+            memory_limit_driver: "peak".into(),
+            restarts: 0,
+        }),
+        monthly_cost_current: 295.47,
+        monthly_cost_recommended: 20.03,
+        monthly_saving: 275.44,
+        enough_data: true,
+    };
+    let report = v1::Recommendation {
+        namespace: "batch".into(),
+        workload_kind: "cronjob".into(),
+        workload: "report".into(),
+        container: "report".into(),
+        container_id: String::new(),
+        node_name: String::new(),
+        replicas: 1,
+        current: Some(v1::CurrentResources {
+            cpu_request_millicores: Some(500),
+            cpu_limit_millicores: None,
+            memory_request_bytes: Some(GI),
+            memory_limit_bytes: None,
+        }),
+        confidence: 0.02,
+        confidence_days: 0.14,
+        samples: 200,
+        window_s: 12_000,
+        reason: "not enough data: 200 samples over 3h20m, 1 day needed".into(),
+        evidence: Some(v1::RightsizeEvidence {
+            first_sample_unix_ns: NOW_NS - 12_000 * S,
+            last_sample_unix_ns: NOW_NS - 120 * S,
+            cpu_p50_cores: 0.05,
+            cpu_p90_cores: 0.4,
+            cpu_p95_cores: 0.45,
+            cpu_max_cores: 0.5,
+            memory_p90_daily_peak_bytes: 700 * MI,
+            memory_max_peak_bytes: 700 * MI,
+            memory_days: 1,
+            cpu_request_driver: "not enough data".into(),
+            cpu_limit_driver: "not enough data".into(),
+            memory_request_driver: "not enough data".into(),
+            memory_limit_driver: "not enough data".into(),
+            ..Default::default()
+        }),
+        monthly_cost_current: 13.30,
+        monthly_cost_recommended: 0.0,
+        monthly_saving: 0.0,
+        enough_data: false,
+        ..Default::default()
+    };
+    v1::RightsizeResponse {
+        recommendations: vec![web, report, checkout],
+        at_unix_ns: NOW_NS,
+        currency: "USD".into(),
+    }
+}
+
+/// The checkout Deployment grouped by container: one row per replica,
+/// each with its container id and node (the first is the pod container
+/// of [`pod`]).
+pub fn rightsize_by_container() -> v1::RightsizeResponse {
+    let mut r = rightsize();
+    let Some(checkout) = r.recommendations.pop() else {
+        return r;
+    };
+    r.recommendations = vec![
+        v1::Recommendation {
+            container_id: POD_ID.into(),
+            node_name: "node-b".into(),
+            replicas: 1,
+            samples: 20_160,
+            monthly_saving: 91.81,
+            ..checkout.clone()
+        },
+        v1::Recommendation {
+            container_id: "7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b".into(),
+            node_name: "node-a".into(),
+            replicas: 1,
+            samples: 20_160,
+            monthly_saving: 91.82,
+            ..checkout
+        },
+    ];
+    r
+}
+
+/// Idle judgement with active workloads included: an old staging API
+/// quiet for 3d4h, the compose service `web` (active), the CronJob quiet
+/// for 20h.
+pub fn idle() -> v1::IdleResponse {
+    let thresholds = |w: v1::IdleWorkload| v1::IdleWorkload {
+        cpu_threshold_cores: 0.01,
+        net_threshold_bytes_per_s: 1024.0,
+        window_s: 7 * 86_400,
+        last_sample_unix_ns: NOW_NS - 60 * S,
+        ..w
+    };
+    v1::IdleResponse {
+        workloads: vec![
+            thresholds(v1::IdleWorkload {
+                namespace: "shop".into(),
+                workload_kind: "compose".into(),
+                workload: "web".into(),
+                replicas: 2,
+                idle: false,
+                idle_since_unix_ns: 0,
+                idle_for_s: 0,
+                cpu_max_cores: 1.42,
+                cpu_mean_cores: 0.31,
+                net_max_bytes_per_s: 250_000.0,
+                net_bytes_total: 9 * GI,
+                monthly_cost: 14.93,
+                reason: "active: CPU 0.900 cores in the latest minute".into(),
+                ..Default::default()
+            }),
+            thresholds(v1::IdleWorkload {
+                namespace: "batch".into(),
+                workload_kind: "cronjob".into(),
+                workload: "report".into(),
+                replicas: 1,
+                idle: true,
+                idle_since_unix_ns: NOW_NS - 20 * 3600 * S,
+                idle_for_s: 20 * 3600,
+                cpu_max_cores: 0.002,
+                cpu_mean_cores: 0.001,
+                net_max_bytes_per_s: 0.0,
+                net_bytes_total: 0,
+                cost_since_idle: 0.36,
+                monthly_cost: 13.30,
+                reason: "CPU at most 0.002 cores and no traffic for 20h".into(),
+                ..Default::default()
+            }),
+            thresholds(v1::IdleWorkload {
+                namespace: "staging".into(),
+                workload_kind: "deployment".into(),
+                workload: "old-api".into(),
+                replicas: 2,
+                idle: true,
+                idle_since_unix_ns: NOW_NS - (3 * 86_400 + 4 * 3600) * S,
+                idle_for_s: 3 * 86_400 + 4 * 3600,
+                cpu_max_cores: 0.004,
+                cpu_mean_cores: 0.002,
+                net_max_bytes_per_s: 120.0,
+                net_bytes_total: 31 * MI,
+                cost_since_idle: 8.24,
+                monthly_cost: 79.20,
+                reason: "CPU at most 0.004 cores and traffic at most 120B/s for 3d4h".into(),
+                ..Default::default()
+            }),
+        ],
+        at_unix_ns: NOW_NS,
+        currency: "USD".into(),
+    }
+}
+
+/// Cost over the last 7 days by workload, cheapest first (as a collector
+/// might send it), with the total.
+pub fn cost() -> v1::CostResponse {
+    let line = |key: &str, ns: &str, kind: &str, name: &str| v1::CostLine {
+        key: key.into(),
+        namespace: ns.into(),
+        workload_kind: kind.into(),
+        workload: name.into(),
+        ..Default::default()
+    };
+    v1::CostResponse {
+        lines: vec![
+            v1::CostLine {
+                containers: 2,
+                cost: 3.44,
+                cpu_cost: 3.27,
+                memory_cost: 0.17,
+                waste: 0.0,
+                monthly_cost: 14.96,
+                monthly_waste: 0.0,
+                monthly_saving: 0.0,
+                cpu_request_cores: 0.0,
+                cpu_usage_cores: 0.31,
+                memory_request_bytes: 0.0,
+                memory_usage_bytes: (234 * MI) as f64,
+                hours: 336.0,
+                ..line("compose/shop/web", "shop", "compose", "web")
+            },
+            v1::CostLine {
+                containers: 3,
+                cost: 67.98,
+                cpu_cost: 63.73,
+                memory_cost: 4.25,
+                waste: 63.10,
+                monthly_cost: 295.47,
+                monthly_waste: 274.20,
+                monthly_saving: 275.44,
+                cpu_request_cores: 12.0,
+                cpu_usage_cores: 0.63,
+                memory_request_bytes: (6 * GI) as f64,
+                memory_usage_bytes: (780 * MI) as f64 + 0.4,
+                hours: 504.0,
+                ..line("deployment/shop/checkout", "shop", "deployment", "checkout")
+            },
+            v1::CostLine {
+                containers: 2,
+                cost: 18.23,
+                cpu_cost: 16.99,
+                memory_cost: 1.24,
+                waste: 18.10,
+                monthly_cost: 79.20,
+                monthly_waste: 78.64,
+                monthly_saving: 0.0,
+                cpu_request_cores: 2.0,
+                cpu_usage_cores: 0.004,
+                memory_request_bytes: GI as f64,
+                memory_usage_bytes: (200 * MI) as f64,
+                hours: 336.0,
+                ..line(
+                    "deployment/staging/old-api",
+                    "staging",
+                    "deployment",
+                    "old-api",
+                )
+            },
+        ],
+        total: Some(v1::CostLine {
+            containers: 7,
+            cost: 89.65,
+            cpu_cost: 83.99,
+            memory_cost: 5.66,
+            waste: 81.20,
+            monthly_cost: 389.63,
+            monthly_waste: 352.84,
+            monthly_saving: 275.44,
+            cpu_request_cores: 14.0,
+            cpu_usage_cores: 0.944,
+            memory_request_bytes: (7 * GI) as f64,
+            memory_usage_bytes: (1214 * MI) as f64,
+            hours: 1176.0,
+            ..Default::default()
+        }),
+        start_unix_ns: NOW_NS - 7 * 86_400 * S,
+        end_unix_ns: NOW_NS,
+        pricing: Some(pricing()),
     }
 }
