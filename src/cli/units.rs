@@ -1,5 +1,6 @@
-//! Numbers for people: binary sizes (`340Mi`, `1.5Gi`), cores, percentages,
-//! ages (`5s`, `3m20s`, `2d`) and timestamps (RFC 3339).
+//! Numbers for people: binary sizes (`340Mi`, `1.5Gi`), cores and
+//! millicores, percentages, money, ages (`5s`, `3m20s`, `2d`) and
+//! timestamps (RFC 3339).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -96,7 +97,20 @@ pub fn age(now_unix_ns: i64, then_unix_ns: i64) -> String {
     if then_unix_ns <= 0 {
         return NONE.into();
     }
-    let s = (now_unix_ns.saturating_sub(then_unix_ns) / NS_PER_S).max(0);
+    compact_s(now_unix_ns.saturating_sub(then_unix_ns) / NS_PER_S)
+}
+
+/// A span of seconds written as [`age`] writes ages (`45s`, `20h`, `3d4h`,
+/// `7d`), for windows of history; `-` when not positive.
+pub fn span_s(seconds: i64) -> String {
+    if seconds <= 0 {
+        return NONE.into();
+    }
+    compact_s(seconds)
+}
+
+fn compact_s(seconds: i64) -> String {
+    let s = seconds.max(0);
     let (m, h, d) = (s / 60, s / 3600, s / 86_400);
     if s < 120 {
         format!("{s}s")
@@ -126,6 +140,57 @@ pub fn age(now_unix_ns: i64, then_unix_ns: i64) -> String {
         format!("{d}d")
     } else {
         format!("{}y{}d", d / 365, d % 365)
+    }
+}
+
+/// CPU in millicores, as Kubernetes writes it: `250m`, `4000m`; or `-`.
+pub fn opt_millicores(millicores: Option<u64>) -> String {
+    millicores.map_or_else(|| NONE.into(), |m| format!("{m}m"))
+}
+
+/// `current→recommended` (`4000m→250m`, `512Mi→-`), each side written by
+/// `show` (`-` when unset); just `-` when both are unset.
+pub fn change<T: Copy>(
+    current: Option<T>,
+    recommended: Option<T>,
+    show: impl Fn(Option<T>) -> String,
+) -> String {
+    if current.is_none() && recommended.is_none() {
+        return NONE.into();
+    }
+    format!("{}→{}", show(current), show(recommended))
+}
+
+/// An amount of money with two decimals: `$12.34` for US dollars,
+/// `12.34 EUR` for any other currency code, `12.34` without one;
+/// negative amounts lead with the sign (`-$3.10`). Not finite: `-`.
+pub fn money(amount: f64, currency: &str) -> String {
+    money_decimals(amount, currency, 2)
+}
+
+/// A unit price, as [`money`] writes amounts but with four decimals below
+/// one (`$0.0316` per core-hour).
+pub fn price(amount: f64, currency: &str) -> String {
+    let decimals = if amount.abs() < 1.0 { 4 } else { 2 };
+    money_decimals(amount, currency, decimals)
+}
+
+fn money_decimals(amount: f64, currency: &str, decimals: usize) -> String {
+    if !amount.is_finite() {
+        return NONE.into();
+    }
+    // -0.004 rounds to 0.00: no sign for nothing.
+    let scale = 10f64.powi(decimals as i32);
+    let rounded = (amount * scale).round() / scale;
+    let sign = if rounded < 0.0 { "-" } else { "" };
+    let value = format!("{:.decimals$}", rounded.abs());
+    let code = currency.trim();
+    if code.eq_ignore_ascii_case("USD") {
+        format!("{sign}${value}")
+    } else if code.is_empty() {
+        format!("{sign}{value}")
+    } else {
+        format!("{sign}{value} {code}")
     }
 }
 
@@ -227,6 +292,34 @@ mod tests {
         assert_eq!(ago(800 * 86_400), "2y70d");
         assert_eq!(age(now, now + 5 * NS_PER_S), "0s", "future (skew) is 0s");
         assert_eq!(age(now, 0), "-", "unset");
+    }
+
+    #[test]
+    fn windows_millicores_and_changes_are_short() {
+        assert_eq!(span_s(7 * 86_400), "7d");
+        assert_eq!(span_s(3 * 86_400 + 4 * 3600), "3d4h");
+        assert_eq!(span_s(90), "90s");
+        assert_eq!(span_s(0), "-");
+        assert_eq!(opt_millicores(Some(250)), "250m");
+        assert_eq!(opt_millicores(None), "-");
+        assert_eq!(change(Some(4000), Some(250), opt_millicores), "4000m→250m");
+        assert_eq!(change(None, Some(250), opt_millicores), "-→250m");
+        assert_eq!(change(Some(512 * MI), None, opt_bytes), "512Mi→-");
+        assert_eq!(change::<u64>(None, None, opt_bytes), "-");
+    }
+
+    #[test]
+    fn money_carries_its_currency() {
+        assert_eq!(money(12.344, "USD"), "$12.34");
+        assert_eq!(money(12.345_1, "usd"), "$12.35");
+        assert_eq!(money(-3.1, "USD"), "-$3.10");
+        assert_eq!(money(-0.004, "USD"), "$0.00");
+        assert_eq!(money(12.34, "EUR"), "12.34 EUR");
+        assert_eq!(money(1234.5, ""), "1234.50");
+        assert_eq!(money(f64::NAN, "USD"), "-");
+        assert_eq!(price(0.031_611, "USD"), "$0.0316");
+        assert_eq!(price(0.004_237, "EUR"), "0.0042 EUR");
+        assert_eq!(price(1.5, "USD"), "$1.50");
     }
 
     #[test]
