@@ -105,6 +105,23 @@ pub enum Command {
     /// Lifecycle events (start, die, OOM, restart, image and health
     /// changes, create, destroy), newest first.
     Events(EventsArgs),
+    /// What containers should request and limit, from their usage
+    /// history: current → recommended, confidence, monthly saving and the
+    /// reason (wide and JSON: the evidence).
+    Rightsize(RightsizeArgs),
+    /// Workloads whose CPU and network stayed under the idle thresholds:
+    /// since when, and what they cost.
+    Idle(IdleArgs),
+    /// What containers cost over a window, grouped, with waste and the
+    /// saving the recommendations would bring.
+    Cost(CostArgs),
+    /// A one-screen summary of a cluster, node, workload or pod: cost, top
+    /// savings, idle workloads, OOM and throttling hot spots.
+    Analyze {
+        /// What to analyze.
+        #[command(subcommand)]
+        what: AnalyzeWhat,
+    },
     /// Check the way to the collector step by step (address, TLS, health,
     /// auth, versions, clocks, agents) and say how to fix what fails.
     Doctor,
@@ -329,6 +346,270 @@ pub struct DescribeContainerArgs {
     /// about 12 points, e.g. 5m for 1h).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub step: Option<Duration>,
+}
+
+/// Which containers an analysis command covers: `-n`/`-A`, `--workload`,
+/// `--node` (an `AnalysisScope`; what is not given matches everything).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScopeArgs {
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+    /// Only this workload (its name: Deployment, compose service, ...).
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Only containers on this node.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+impl ScopeArgs {
+    /// The scope to send.
+    pub fn scope(&self) -> v1::AnalysisScope {
+        v1::AnalysisScope {
+            namespace: self.ns.wanted().to_owned(),
+            workload: self.workload.clone().unwrap_or_default(),
+            node_name: self.node.clone().unwrap_or_default(),
+            pod: String::new(),
+            container: String::new(),
+        }
+    }
+}
+
+/// How `upid rightsize` groups what the collector saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RightsizeBy {
+    /// One row per workload and container name, every replica pooled.
+    Workload,
+    /// One row per container instance (with its node and id).
+    Container,
+}
+
+impl RightsizeBy {
+    /// The wire grouping.
+    pub fn grouping(self) -> v1::RightsizeGrouping {
+        match self {
+            RightsizeBy::Workload => v1::RightsizeGrouping::Workload,
+            RightsizeBy::Container => v1::RightsizeGrouping::Container,
+        }
+    }
+}
+
+/// Flags of `upid rightsize`.
+#[derive(Debug, Clone, Args)]
+pub struct RightsizeArgs {
+    /// Namespace, workload and node filters.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Only this Kubernetes pod.
+    #[arg(long, value_name = "NAME")]
+    pub pod: Option<String>,
+    /// Only containers of this name (Kubernetes container name, compose
+    /// service, Docker container name).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// One row per workload and container name (replicas pooled), or one
+    /// per container instance.
+    #[arg(long, value_enum, default_value_t = RightsizeBy::Workload)]
+    pub by: RightsizeBy,
+    /// Recommend a CPU limit of the recommended request times R (at least
+    /// 1). Default: the collector's setting (none: no CPU limit is
+    /// recommended).
+    #[arg(long, value_name = "R", value_parser = parse_limit_ratio)]
+    pub cpu_limit_ratio: Option<f64>,
+}
+
+impl RightsizeArgs {
+    /// The request to send.
+    pub fn request(&self) -> v1::RightsizeRequest {
+        let mut scope = self.scope.scope();
+        scope.pod = self.pod.clone().unwrap_or_default();
+        scope.container = self.container.clone().unwrap_or_default();
+        v1::RightsizeRequest {
+            scope: Some(scope),
+            group_by: self.by.grouping() as i32,
+            cpu_limit_ratio: self.cpu_limit_ratio,
+        }
+    }
+}
+
+/// `--cpu-limit-ratio`: a finite number of at least 1 (Kubernetes refuses
+/// a limit below the request).
+fn parse_limit_ratio(text: &str) -> Result<f64, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a ratio of at least 1 (the limit is the request times R, and a limit below the request is refused): e.g. 1, 1.5, 2"
+        )
+    };
+    let r: f64 = text.trim().parse().map_err(|_| bad())?;
+    if r.is_finite() && r >= 1.0 {
+        Ok(r)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Flags of `upid idle`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Namespace, workload and node filters.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Also list workloads that are not idle, with why not.
+    #[arg(long, short = 'a')]
+    pub all: bool,
+}
+
+impl IdleArgs {
+    /// The request to send.
+    pub fn request(&self) -> v1::IdleRequest {
+        v1::IdleRequest {
+            scope: Some(self.scope.scope()),
+            include_active: self.all,
+        }
+    }
+}
+
+/// How `upid cost` groups containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CostBy {
+    /// One line per namespace (compose project).
+    Namespace,
+    /// One line per workload.
+    Workload,
+    /// One line per node.
+    Node,
+    /// One line per image reference.
+    Image,
+    /// One line per container.
+    Container,
+}
+
+impl CostBy {
+    /// The wire grouping.
+    pub fn grouping(self) -> v1::CostGrouping {
+        match self {
+            CostBy::Namespace => v1::CostGrouping::Namespace,
+            CostBy::Workload => v1::CostGrouping::Workload,
+            CostBy::Node => v1::CostGrouping::Node,
+            CostBy::Image => v1::CostGrouping::Image,
+            CostBy::Container => v1::CostGrouping::Container,
+        }
+    }
+
+    /// The name `--by` takes and JSON shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            CostBy::Namespace => "namespace",
+            CostBy::Workload => "workload",
+            CostBy::Node => "node",
+            CostBy::Image => "image",
+            CostBy::Container => "container",
+        }
+    }
+}
+
+/// Flags of `upid cost`.
+#[derive(Debug, Clone, Args)]
+pub struct CostArgs {
+    /// What one line is.
+    #[arg(long, value_enum, default_value_t = CostBy::Workload)]
+    pub by: CostBy,
+    /// History to charge, ending now (`24h`, `7d`, `30d`; at least a
+    /// minute). Default: the collector's (7 days).
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub window: Option<Duration>,
+    /// Namespace, workload and node filters.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+impl CostArgs {
+    /// The request to send.
+    pub fn request(&self) -> v1::CostRequest {
+        v1::CostRequest {
+            scope: Some(self.scope.scope()),
+            group_by: self.by.grouping() as i32,
+            window_s: self
+                .window
+                .map_or(0, |w| i64::try_from(w.as_secs()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// `--window`: a duration of at least a minute (usage is stored per
+/// minute).
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}): e.g. 24h, 7d, 30d"))?;
+    if d < Duration::from_secs(60) {
+        return Err(format!(
+            "`{text}` is shorter than a minute (usage is stored per minute): e.g. 1h, 24h, 7d"
+        ));
+    }
+    Ok(d)
+}
+
+/// `upid analyze ...`: what the summary covers.
+#[derive(Debug, Subcommand)]
+pub enum AnalyzeWhat {
+    /// Every container the collector knows (with -n: one namespace).
+    Cluster(AnalyzeClusterArgs),
+    /// The containers on one node.
+    Node(AnalyzeNamedArgs),
+    /// One workload (its name: Deployment, compose service, ...).
+    Workload(AnalyzeNamedArgs),
+    /// One Kubernetes pod.
+    Pod(AnalyzeNamedArgs),
+}
+
+/// Flags of `upid analyze cluster`.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeClusterArgs {
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+}
+
+/// Flags of `upid analyze node|workload|pod NAME`.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeNamedArgs {
+    /// The node, workload or pod name.
+    pub name: String,
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+}
+
+impl AnalyzeWhat {
+    /// `cluster`, `node`, `workload` or `pod`; the name given (none for
+    /// the cluster); the namespace flags.
+    pub fn target(&self) -> (&'static str, Option<&str>, &NamespaceArgs) {
+        match self {
+            AnalyzeWhat::Cluster(a) => ("cluster", None, &a.ns),
+            AnalyzeWhat::Node(a) => ("node", Some(&a.name), &a.ns),
+            AnalyzeWhat::Workload(a) => ("workload", Some(&a.name), &a.ns),
+            AnalyzeWhat::Pod(a) => ("pod", Some(&a.name), &a.ns),
+        }
+    }
+
+    /// The scope to send: the name goes to `node_name`, `workload` or
+    /// `pod`, `-n` to `namespace`.
+    pub fn scope(&self) -> v1::AnalysisScope {
+        let (_, name, ns) = self.target();
+        let name = name.unwrap_or_default().to_owned();
+        let mut scope = v1::AnalysisScope {
+            namespace: ns.wanted().to_owned(),
+            ..Default::default()
+        };
+        match self {
+            AnalyzeWhat::Cluster(_) => {}
+            AnalyzeWhat::Node(_) => scope.node_name = name,
+            AnalyzeWhat::Workload(_) => scope.workload = name,
+            AnalyzeWhat::Pod(_) => scope.pod = name,
+        }
+        scope
+    }
 }
 
 #[cfg(test)]

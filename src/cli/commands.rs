@@ -1,5 +1,8 @@
 //! The commands that query the collector: call, turn the answer into
-//! views, render. Sorting and the empty-result hints live here too.
+//! views, render. Sorting and the empty-result hints live here too; the
+//! analysis commands are in [`analysis`].
+
+mod analysis;
 
 use std::cmp::Ordering;
 use std::time::Duration;

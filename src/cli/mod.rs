@@ -98,6 +98,30 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
                 .events(&a, range, format)
                 .await
         }
+        Command::Rightsize(a) => {
+            session(connect, ssl_cert_file)
+                .await?
+                .rightsize(&a, format)
+                .await
+        }
+        Command::Idle(a) => {
+            session(connect, ssl_cert_file)
+                .await?
+                .idle(&a, format)
+                .await
+        }
+        Command::Cost(a) => {
+            session(connect, ssl_cert_file)
+                .await?
+                .cost(&a, format)
+                .await
+        }
+        Command::Analyze { what } => {
+            session(connect, ssl_cert_file)
+                .await?
+                .analyze(&what, format)
+                .await
+        }
         Command::Describe {
             what: DescribeWhat::Container(a),
         } => {

@@ -2,11 +2,15 @@
 //! built from the query API's responses. Field names are a stable interface
 //! for scripts (documented in docs/cli.md); add fields, never rename them.
 
+pub mod analysis;
+pub mod analyze;
 pub mod events;
 pub mod inventory;
 
 use serde::Serialize;
 
+pub use analysis::{CostLineView, CostView, IdleView, RecommendationView};
+pub use analyze::AnalyzeView;
 pub use events::EventView;
 pub use inventory::{ContainerInfoView, ImageView, WorkloadRefView};
 

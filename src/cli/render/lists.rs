@@ -154,7 +154,7 @@ pub fn containers(
 
 /// A table cell: the text, or `-` when absent or empty; whitespace inside
 /// becomes `_`, so a row splits into its columns on whitespace.
-fn cell(v: Option<&str>) -> String {
+pub(crate) fn cell(v: Option<&str>) -> String {
     match v {
         Some(s) if !s.trim().is_empty() => s
             .trim()

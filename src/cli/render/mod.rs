@@ -2,11 +2,15 @@
 //! JSON and YAML for scripts. No I/O here, so every format is unit-tested
 //! without a collector.
 
+mod analysis;
+mod analyze;
 mod describe;
 mod events;
 mod lists;
 mod table;
 
+pub use analysis::{cost, cost_note, idle, rightsize};
+pub use analyze::analyze;
 pub use describe::describe;
 pub use events::events;
 pub use lists::{containers, nodes, top, workloads};

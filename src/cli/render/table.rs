@@ -25,6 +25,11 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Keeps the first `rows` rows.
+    pub fn truncate(&mut self, rows: usize) {
+        self.rows.truncate(rows);
+    }
+
     /// The table as text, one line per row, each ending with a newline;
     /// trailing spaces trimmed.
     pub fn render(&self) -> String {
