@@ -781,6 +781,125 @@ mod tests {
         );
     }
 
+    fn command(args: &[&str]) -> Result<Command, clap::Error> {
+        let argv = ["upid"].iter().chain(args).copied();
+        Ok(Cli::try_parse_from(argv)?.command)
+    }
+
+    #[test]
+    fn rightsize_sends_every_filter_its_grouping_and_ratio() {
+        let Ok(Command::Rightsize(a)) = command(&[
+            "rightsize",
+            "-n",
+            "shop",
+            "--workload",
+            "checkout",
+            "--node",
+            "n1",
+            "--pod",
+            "checkout-7d9f8-x2k4q",
+            "--container",
+            "app",
+            "--by",
+            "container",
+            "--cpu-limit-ratio",
+            "1.5",
+        ]) else {
+            panic!("rightsize parses");
+        };
+        let r = a.request();
+        assert_eq!(
+            r.scope,
+            Some(v1::AnalysisScope {
+                namespace: "shop".into(),
+                workload: "checkout".into(),
+                node_name: "n1".into(),
+                pod: "checkout-7d9f8-x2k4q".into(),
+                container: "app".into(),
+            })
+        );
+        assert_eq!(r.group_by, v1::RightsizeGrouping::Container as i32);
+        assert_eq!(r.cpu_limit_ratio, Some(1.5));
+        let Ok(Command::Rightsize(a)) = command(&["rightsize", "-A"]) else {
+            panic!("rightsize parses");
+        };
+        let r = a.request();
+        assert_eq!(r.scope, Some(v1::AnalysisScope::default()));
+        assert_eq!(r.group_by, v1::RightsizeGrouping::Workload as i32);
+        assert_eq!(r.cpu_limit_ratio, None, "the collector's setting");
+    }
+
+    #[test]
+    fn a_cpu_limit_below_the_request_is_refused() {
+        for bad in ["0.5", "0", "-2", "NaN", "inf", "two"] {
+            let flag = format!("--cpu-limit-ratio={bad}");
+            let e = command(&["rightsize", &flag]).expect_err(bad);
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert!(e.to_string().contains("at least 1"), "{e}");
+        }
+        assert!(command(&["rightsize", "--cpu-limit-ratio", "1"]).is_ok());
+    }
+
+    #[test]
+    fn idle_and_cost_send_their_scope_and_options() {
+        let Ok(Command::Idle(a)) = command(&["idle", "-n", "staging", "--node", "n2", "--all"])
+        else {
+            panic!("idle parses");
+        };
+        let r = a.request();
+        assert!(r.include_active);
+        let scope = r.scope.unwrap_or_default();
+        assert_eq!(
+            (scope.namespace.as_str(), scope.node_name.as_str()),
+            ("staging", "n2")
+        );
+        let Ok(Command::Cost(a)) = command(&["cost", "--by", "image", "--window", "30d"]) else {
+            panic!("cost parses");
+        };
+        let r = a.request();
+        assert_eq!(r.group_by, v1::CostGrouping::Image as i32);
+        assert_eq!(r.window_s, 30 * 86_400);
+        let Ok(Command::Cost(a)) = command(&["cost"]) else {
+            panic!("cost parses");
+        };
+        let r = a.request();
+        assert_eq!(r.group_by, v1::CostGrouping::Workload as i32, "the default");
+        assert_eq!(r.window_s, 0, "the collector chooses");
+        let e = command(&["cost", "--window", "30s"]).expect_err("too short");
+        assert!(e.to_string().contains("shorter than a minute"), "{e}");
+        let e = command(&["cost", "--window", "a week"]).expect_err("not a duration");
+        assert!(e.to_string().contains("e.g. 24h, 7d, 30d"), "{e}");
+        let e = command(&["cost", "--by", "team"]).expect_err("unknown grouping");
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn analyze_puts_the_name_where_its_kind_goes() {
+        let scope = |args: &[&str]| match command(args) {
+            Ok(Command::Analyze { what }) => what.scope(),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(scope(&["analyze", "cluster"]), v1::AnalysisScope::default());
+        assert_eq!(
+            scope(&["analyze", "cluster", "-n", "shop"]).namespace,
+            "shop"
+        );
+        assert_eq!(scope(&["analyze", "node", "n1"]).node_name, "n1");
+        let w = scope(&["analyze", "workload", "checkout", "-n", "shop"]);
+        assert_eq!(
+            (w.workload.as_str(), w.namespace.as_str()),
+            ("checkout", "shop")
+        );
+        assert!(w.node_name.is_empty() && w.pod.is_empty());
+        let p = scope(&["analyze", "pod", "checkout-7d9f8-x2k4q", "-n", "shop"]);
+        assert_eq!(p.pod, "checkout-7d9f8-x2k4q");
+        assert!(p.workload.is_empty());
+        assert!(
+            command(&["analyze", "node"]).is_err(),
+            "a node needs its name"
+        );
+    }
+
     #[test]
     fn event_type_names_match_their_wire_kinds_both_ways() {
         for t in EventType::ALL {

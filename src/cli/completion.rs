@@ -28,6 +28,12 @@ mod tests {
                 "events",
                 "since",
                 "all-namespaces",
+                "rightsize",
+                "idle",
+                "cost",
+                "analyze",
+                "cpu-limit-ratio",
+                "window",
             ] {
                 assert!(s.contains(word), "{shell} script lacks {word}");
             }
@@ -37,6 +43,11 @@ mod tests {
         let bash = script(Shell::Bash);
         assert!(
             bash.contains("start die oom restart image-change health-change create destroy"),
+            "{bash}"
+        );
+        // `cost --by` completes to the groupings.
+        assert!(
+            bash.contains("namespace workload node image container"),
             "{bash}"
         );
     }

@@ -360,3 +360,354 @@ async fn describe_still_works_against_a_collector_without_events() {
         out.stdout
     );
 }
+
+/// [`upid`], for commands expected to fail.
+async fn upid_err(server: &str, args: &[&str]) -> crate::cli::CliError {
+    let head = ["upid", "--server", server];
+    let cli = Cli::try_parse_from(head.iter().chain(args)).expect("parses");
+    run(cli, None).await.expect_err("fails")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+#[tokio::test]
+async fn rightsize_sends_the_scope_grouping_and_ratio_and_prints_each_recommendation() {
+    let (server, asked) = start(true).await;
+    let out = upid(
+        &server,
+        &[
+            "rightsize",
+            "-n",
+            "shop",
+            "--workload",
+            "checkout",
+            "--node",
+            "node-b",
+            "--pod",
+            "checkout-7d9f8-x2k4q",
+            "--container",
+            "checkout",
+            "--by",
+            "container",
+            "--cpu-limit-ratio",
+            "2",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let v = json(&out);
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), 2, "{v}");
+    assert_eq!(rows[0]["node_name"], "node-a", "biggest saving first");
+    assert_eq!(rows[1]["node_name"], "node-b");
+    assert_eq!(rows[1]["container_id"], fixtures::POD_ID);
+    assert_eq!(rows[1]["current"]["cpu_request_millicores"], 4000);
+    assert_eq!(rows[1]["cpu_request_millicores"], 250);
+    assert_eq!(rows[1]["cpu_limit_millicores"], serde_json::Value::Null);
+    assert_eq!(rows[1]["samples"], 20_160);
+
+    let out = upid(&server, &["rightsize"]).await;
+    let mut lines = out.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("NAMESPACE   WORKLOAD   CONTAINER   REPLICAS   CPU_REQ")),
+        "{}",
+        out.stdout
+    );
+    let checkout: Vec<&str> = lines.next().expect("a row").split_whitespace().collect();
+    assert_eq!(
+        &checkout[..10],
+        [
+            "shop",
+            "checkout",
+            "checkout",
+            "3",
+            "4000m→250m",
+            "-",
+            "2.0Gi→300Mi",
+            "4.0Gi→600Mi",
+            "100%",
+            "$275.44"
+        ]
+    );
+    assert!(
+        out.stdout.contains("not enough data: 200 samples"),
+        "{}",
+        out.stdout
+    );
+
+    let asked = asked.lock().expect("lock");
+    let first = &asked.rightsize[0];
+    assert_eq!(
+        first.scope,
+        Some(v1::AnalysisScope {
+            namespace: "shop".into(),
+            workload: "checkout".into(),
+            node_name: "node-b".into(),
+            pod: "checkout-7d9f8-x2k4q".into(),
+            container: "checkout".into(),
+        })
+    );
+    assert_eq!(first.group_by, v1::RightsizeGrouping::Container as i32);
+    assert_eq!(first.cpu_limit_ratio, Some(2.0));
+    let second = &asked.rightsize[1];
+    assert_eq!(second.scope, Some(v1::AnalysisScope::default()));
+    assert_eq!(second.group_by, v1::RightsizeGrouping::Workload as i32);
+    assert_eq!(second.cpu_limit_ratio, None);
+}
+
+#[tokio::test]
+async fn idle_sends_its_scope_and_all_and_prints_idle_workloads_first() {
+    let (server, asked) = start(true).await;
+    let out = upid(&server, &["idle", "-n", "staging", "--workload", "old-api"]).await;
+    let workloads: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(workloads, ["old-api", "report"], "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("   3d4h   ") && l.contains("$79.20")),
+        "{}",
+        out.stdout
+    );
+    let out = upid(
+        &server,
+        &["idle", "--all", "--node", "node-a", "-o", "yaml"],
+    )
+    .await;
+    let v: serde_json::Value = serde_norway::from_str(&out.stdout).expect("YAML");
+    let rows = v.as_array().expect("a list");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2]["workload"], "web");
+    assert_eq!(rows[2]["idle"], false);
+    assert_eq!(rows[0]["idle_since"], "2023-11-11T18:13:20Z");
+    let asked = asked.lock().expect("lock");
+    let sent: Vec<(String, String, String, bool)> = asked
+        .list_idle
+        .iter()
+        .map(|r| {
+            let s = r.scope.clone().unwrap_or_default();
+            (s.namespace, s.workload, s.node_name, r.include_active)
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("staging".into(), "old-api".into(), String::new(), false),
+            (String::new(), String::new(), "node-a".into(), true)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cost_sends_the_grouping_window_and_scope_and_ends_with_the_total() {
+    let (server, asked) = start(true).await;
+    let out = upid(
+        &server,
+        &[
+            "cost",
+            "--by",
+            "namespace",
+            "--window",
+            "24h",
+            "-n",
+            "shop",
+            "--node",
+            "node-b",
+        ],
+    )
+    .await;
+    let last = out.stdout.lines().last().unwrap_or_default();
+    let total: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(
+        total,
+        [
+            "TOTAL",
+            "7",
+            "$89.65",
+            "$389.63",
+            "$352.84",
+            "$275.44",
+            "14.0/0.944",
+            "7.0Gi/1.2Gi"
+        ],
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.starts_with("COST is over the last 7d"),
+        "{}",
+        out.stderr
+    );
+    let out = upid(&server, &["cost", "--workload", "checkout", "-o", "json"]).await;
+    let v = json(&out);
+    assert_eq!(v["group_by"], "workload");
+    assert_eq!(v["pricing"]["currency"], "USD");
+    assert_eq!(
+        v["lines"][0]["key"], "deployment/shop/checkout",
+        "costliest first"
+    );
+    assert_eq!(v["total"]["monthly_waste"], 352.84);
+    assert_eq!(out.stderr, "", "nothing but JSON for scripts");
+    let asked = asked.lock().expect("lock");
+    let first = &asked.get_cost[0];
+    assert_eq!(first.group_by, v1::CostGrouping::Namespace as i32);
+    assert_eq!(first.window_s, 86_400);
+    let scope = first.scope.clone().unwrap_or_default();
+    assert_eq!(
+        (scope.namespace.as_str(), scope.node_name.as_str()),
+        ("shop", "node-b")
+    );
+    let second = &asked.get_cost[1];
+    assert_eq!(second.group_by, v1::CostGrouping::Workload as i32);
+    assert_eq!(second.window_s, 0);
+    assert_eq!(
+        second.scope.as_ref().map(|s| s.workload.as_str()),
+        Some("checkout")
+    );
+}
+
+#[tokio::test]
+async fn analyze_asks_every_analysis_over_one_scope_and_prints_the_sections() {
+    let (server, asked) = start(true).await;
+    let before = crate::cli::doctor::now_unix_ns();
+    let out = upid(&server, &["analyze", "workload", "checkout", "-n", "shop"]).await;
+    let after = crate::cli::doctor::now_unix_ns();
+    for section in [
+        "Scope:   workload checkout in namespace shop\n",
+        "\nCost (last 7d):\n  Total:    $389.63/mo",
+        "\nTop savings:\n",
+        "\nIdle workloads (2, $92.50/mo together):\n",
+        "\nOOM hot spots:\n",
+        "  1 OOM kill event in the last 7d",
+        "\nThrottling hot spots",
+        "\nNot enough data: 1 of 3 containers has too little history",
+    ] {
+        assert!(
+            out.stdout.contains(section),
+            "{section:?} missing in\n{}",
+            out.stdout
+        );
+    }
+    let asked = asked.lock().expect("lock");
+    let scope = v1::AnalysisScope {
+        namespace: "shop".into(),
+        workload: "checkout".into(),
+        ..Default::default()
+    };
+    assert_eq!(asked.rightsize[0].scope.as_ref(), Some(&scope));
+    assert_eq!(
+        asked.rightsize[0].group_by,
+        v1::RightsizeGrouping::Workload as i32
+    );
+    assert_eq!(asked.list_idle[0].scope.as_ref(), Some(&scope));
+    assert!(!asked.list_idle[0].include_active);
+    assert_eq!(asked.get_cost[0].scope.as_ref(), Some(&scope));
+    assert_eq!(
+        asked.get_cost[0].group_by,
+        v1::CostGrouping::Workload as i32
+    );
+    assert_eq!(asked.get_cost[0].window_s, 0);
+    let events = &asked.list_events[0];
+    assert_eq!(events.kinds, [v1::EventKind::Oom as i32]);
+    assert_eq!(
+        (events.namespace.as_str(), events.workload.as_str()),
+        ("shop", "checkout")
+    );
+    let week_ns = 7 * 86_400 * 1_000_000_000;
+    assert!(
+        (before - week_ns..=after - week_ns).contains(&events.since_unix_ns),
+        "7 days back: {}",
+        events.since_unix_ns
+    );
+}
+
+#[tokio::test]
+async fn analyze_pod_groups_by_container_and_keeps_only_its_containers_events() {
+    let (server, asked) = start(true).await;
+    let out = upid(
+        &server,
+        &[
+            "analyze",
+            "pod",
+            "checkout-7d9f8-x2k4q",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let v = json(&out);
+    assert_eq!(v["scope"]["kind"], "pod");
+    assert_eq!(v["scope"]["name"], "checkout-7d9f8-x2k4q");
+    let events = v["recent_oom_events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{v}");
+    assert_eq!(events[0]["container_id"], fixtures::POD_ID);
+    assert_eq!(events[0]["type"], "oom");
+    let out = upid(&server, &["analyze", "node", "node-b"]).await;
+    assert!(
+        out.stdout.starts_with("Scope:   node node-b\n"),
+        "{}",
+        out.stdout
+    );
+    let asked = asked.lock().expect("lock");
+    let pod = &asked.rightsize[0];
+    assert_eq!(pod.group_by, v1::RightsizeGrouping::Container as i32);
+    let scope = pod.scope.clone().unwrap_or_default();
+    assert_eq!(
+        (scope.pod.as_str(), scope.namespace.as_str()),
+        ("checkout-7d9f8-x2k4q", "shop")
+    );
+    assert_eq!(
+        asked.list_events[0].container, "",
+        "events have no pod filter"
+    );
+    let node = asked.rightsize[1].scope.clone().unwrap_or_default();
+    assert_eq!(node.node_name, "node-b");
+    assert_eq!(asked.list_events[1].node_name, "node-b");
+}
+
+#[tokio::test]
+async fn an_older_collector_is_named_as_such_for_each_analysis() {
+    let (server, _) = start_with(true, false).await;
+    for (args, method) in [
+        (&["rightsize"][..], "Rightsize"),
+        (&["idle"][..], "ListIdle"),
+        (&["cost"][..], "GetCost"),
+        (&["analyze", "cluster"][..], "Rightsize"),
+    ] {
+        let text = upid_err(&server, args).await.to_string();
+        assert!(
+            text.contains(&format!("does not implement {method}"))
+                && text.contains("it is older than this upid")
+                && text.contains("upgrade the collector"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn analyze_works_against_a_collector_without_events() {
+    let (server, _) = start_with(false, true).await;
+    let out = upid(&server, &["analyze", "cluster", "-o", "json"]).await;
+    let v = json(&out);
+    assert_eq!(v["recent_oom_events"], serde_json::Value::Null);
+    assert!(
+        v["recent_oom_events_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not implement ListEvents")),
+        "{v}"
+    );
+    assert_eq!(v["oom_hot_spots"][0]["workload"], "web");
+    assert_eq!(v["cost"]["monthly_cost"], 389.63);
+}

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::cli::Output;
-use crate::cli::args::{AnalyzeWhat, CostArgs, Format, IdleArgs, RightsizeArgs};
+use crate::cli::args::{AnalyzeWhat, CostArgs, CostBy, EventType, Format, IdleArgs, RightsizeArgs};
 use crate::cli::commands::Session;
 use crate::cli::doctor::now_unix_ns;
 use crate::cli::error::CliError;
@@ -36,6 +36,17 @@ fn scope_text(scope: &v1::AnalysisScope) -> Option<String> {
     .map(|(what, v)| format!("{what} {v}"))
     .collect();
     (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// The OOM kills among `events` (even from a collector that ignores
+/// `kinds`), of the containers in `ids` when given.
+fn oom_events_of(events: &[v1::Event], ids: Option<&HashSet<&str>>) -> Vec<EventView> {
+    events
+        .iter()
+        .map(EventView::from)
+        .filter(|e| e.event_type == EventType::Oom.name())
+        .filter(|e| ids.is_none_or(|ids| ids.contains(e.container_id.as_str())))
+        .collect()
 }
 
 impl Session {
@@ -178,15 +189,13 @@ impl Session {
         let recommendations = RecommendationView::all(&rightsize);
         let oom_events = match self.answer("ListEvents", e, None).await {
             Ok(e) => {
-                let mut events: Vec<EventView> = e.events.iter().map(EventView::from).collect();
-                if pod {
-                    let ids: HashSet<&str> = recommendations
+                let ids: Option<HashSet<&str>> = pod.then(|| {
+                    recommendations
                         .iter()
                         .filter_map(|r| r.container_id.as_deref())
-                        .collect();
-                    events.retain(|e| ids.contains(e.container_id.as_str()));
-                }
-                Ok(events)
+                        .collect()
+                });
+                Ok(oom_events_of(&e.events, ids.as_ref()))
             }
             Err(e) => Err(e.to_string()),
         };
@@ -205,7 +214,7 @@ impl Session {
             },
             recommendations,
             idle: IdleView::all(&idle),
-            cost: CostView::new(&cost, crate::cli::args::CostBy::Workload),
+            cost: CostView::new(&cost, CostBy::Workload),
             oom_events,
         });
         Ok(Output::ok(render::analyze(&view, format)?))
@@ -215,6 +224,20 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::render::fixtures::{self, DOCKER_ID, POD_ID};
+
+    #[test]
+    fn analyze_keeps_only_oom_kills_of_the_pods_containers() {
+        let events = fixtures::events();
+        let all = oom_events_of(&events, None);
+        assert_eq!(all.len(), 1, "the die, health, image and start events go");
+        assert_eq!(all[0].container_id, POD_ID);
+        let pod: HashSet<&str> = [POD_ID].into_iter().collect();
+        assert_eq!(oom_events_of(&events, Some(&pod)).len(), 1);
+        let other: HashSet<&str> = [DOCKER_ID].into_iter().collect();
+        assert!(oom_events_of(&events, Some(&other)).is_empty());
+        assert!(oom_events_of(&events, Some(&HashSet::new())).is_empty());
+    }
 
     #[test]
     fn empty_hints_name_every_filter_given() {

@@ -218,3 +218,184 @@ pub fn analyze(view: &AnalyzeView, format: Format) -> Result<String, CliError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::CostBy;
+    use crate::cli::render::fixtures::{self, NOW_NS};
+    use crate::cli::view::analyze::{AnalyzeParts, ScopeView};
+    use crate::cli::view::{CostView, EventView, IdleView};
+
+    fn parts() -> AnalyzeParts {
+        AnalyzeParts {
+            scope: ScopeView {
+                kind: "cluster".into(),
+                name: None,
+                namespace: None,
+            },
+            at_unix_ns: NOW_NS,
+            recommendations: RecommendationView::all(&fixtures::rightsize()),
+            idle: IdleView::all(&fixtures::idle()),
+            cost: CostView::new(&fixtures::cost(), CostBy::Workload),
+            oom_events: Ok(fixtures::events()
+                .iter()
+                .map(EventView::from)
+                .filter(|e| e.event_type == "oom")
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn the_summary_has_every_section_with_something_to_say() {
+        let out = analyze(&AnalyzeView::new(parts()), Format::Table).expect("renders");
+        let expected = "\
+Scope:   cluster
+At:      2023-11-14T22:13:20Z
+
+Cost (last 7d):
+  Total:    $389.63/mo ($89.65 over the window, 7 containers)
+  Waste:    $352.84/mo (91% of the cost: requested, never used)
+  Saving:   $275.44/mo if the recommendations are applied
+
+Top savings:
+  NAMESPACE   WORKLOAD   CONTAINER   CPU_REQ      MEM_REQ       SAVING/MO
+  shop        checkout   checkout    4000m→250m   2.0Gi→300Mi   $275.44
+
+Idle workloads (2, $92.50/mo together):
+  NAMESPACE   KIND         WORKLOAD   REPLICAS   IDLE_SINCE   COST/MO
+  staging     deployment   old-api    2          3d4h         $79.20
+  batch       cronjob      report     1          20h          $13.30
+
+OOM hot spots:
+  NAMESPACE   WORKLOAD   CONTAINER   OOMS   LAST_OOM   MEM_REQ   MEM_LIM
+  shop        web        web         2      120m       -→180Mi   512Mi→360Mi
+  1 OOM kill event in the last 7d, the newest 5m ago: `upid events --type oom --since 7d` lists them
+
+Throttling hot spots (CPU throttled in 5.0% of periods or more):
+  NAMESPACE   WORKLOAD   CONTAINER   THROTTLED   P90_CPU   CPU_REQ   CPU_LIM
+  shop        web        web         12%         0.250     -→300m    1500m→600m
+
+Not enough data: 1 of 3 containers has too little history for a recommendation; import history: `upid-collector import prometheus --url URL --since 14d`, or `upid-collector import parquet FILE`
+";
+        assert_eq!(out, expected, "\n{out}");
+    }
+
+    #[test]
+    fn sections_with_nothing_to_say_are_left_out_of_the_text_not_the_json() {
+        let mut p = parts();
+        p.scope = ScopeView {
+            kind: "workload".into(),
+            name: Some("checkout".into()),
+            namespace: Some("shop".into()),
+        };
+        p.recommendations
+            .retain(|r| r.workload.as_deref() == Some("checkout"));
+        p.idle.clear();
+        p.oom_events = Err("the collector does not implement ListEvents".into());
+        let view = AnalyzeView::new(p);
+        let out = analyze(&view, Format::Table).expect("renders");
+        assert!(
+            out.starts_with("Scope:   workload checkout in namespace shop\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nTop savings:\n"), "{out}");
+        for absent in [
+            "Idle workloads",
+            "OOM hot spots",
+            "Throttling hot spots",
+            "Not enough data",
+        ] {
+            assert!(!out.contains(absent), "{absent} in\n{out}");
+        }
+        assert!(
+            out.ends_with(
+                "\nRecent OOM events: unavailable (the collector does not implement ListEvents)\n"
+            ),
+            "{out}"
+        );
+        let json = analyze(&view, Format::Json).expect("renders");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(
+            v["scope"],
+            serde_json::json!({"kind": "workload", "name": "checkout", "namespace": "shop"})
+        );
+        assert_eq!(v["idle_workloads"], serde_json::json!([]));
+        assert_eq!(v["oom_hot_spots"], serde_json::json!([]));
+        assert_eq!(v["throttling_hot_spots"], serde_json::json!([]));
+        assert_eq!(v["recent_oom_events"], serde_json::Value::Null);
+        assert_eq!(
+            v["recent_oom_events_error"],
+            "the collector does not implement ListEvents"
+        );
+        assert_eq!(
+            v["not_enough_data"],
+            serde_json::json!({"count": 0, "of": 1, "hint": null})
+        );
+    }
+
+    #[test]
+    fn summary_json_has_every_section() {
+        let view = AnalyzeView::new(parts());
+        let json = analyze(&view, Format::Json).expect("renders");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(v["scope"]["kind"], "cluster");
+        assert_eq!(v["at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["currency"], "USD");
+        assert_eq!(v["cost"]["monthly_cost"], 389.63);
+        assert_eq!(v["cost"]["monthly_waste"], 352.84);
+        assert_eq!(v["cost"]["monthly_saving"], 275.44);
+        assert_eq!(v["cost"]["window_s"], 7 * 86_400);
+        assert_eq!(v["cost"]["pricing"]["currency"], "USD");
+        let top = v["top_savings"].as_array().expect("array");
+        assert_eq!(top.len(), 1, "only positive savings: {json}");
+        assert_eq!(top[0]["workload"], "checkout");
+        assert_eq!(top[0]["current"]["cpu_request_millicores"], 4000);
+        let idle: Vec<&str> = v["idle_workloads"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|w| w["workload"].as_str())
+            .collect();
+        assert_eq!(idle, ["old-api", "report"], "idle only, costliest first");
+        assert_eq!(v["idle_monthly_cost"], 92.5);
+        assert_eq!(v["oom_hot_spots"][0]["evidence"]["oom_kills"], 2);
+        assert_eq!(v["recent_oom_events"][0]["type"], "oom");
+        assert_eq!(v["recent_oom_events"][0]["container"], "checkout");
+        assert_eq!(v["throttling_hot_spots"][0]["workload"], "web");
+        assert_eq!(v["not_enough_data"]["count"], 1);
+        assert_eq!(v["not_enough_data"]["of"], 3);
+        assert!(
+            v["not_enough_data"]["hint"].as_str().is_some_and(
+                |h| h.contains("upid-collector import prometheus --url URL --since 14d")
+            ),
+            "{json}"
+        );
+        let yaml = analyze(&view, Format::Yaml).expect("renders");
+        let from_yaml: serde_json::Value = serde_norway::from_str(&yaml).expect("valid YAML");
+        assert_eq!(from_yaml, v);
+    }
+
+    #[test]
+    fn long_sections_are_cut_with_the_command_that_lists_everything() {
+        let mut p = parts();
+        let web = p
+            .recommendations
+            .iter()
+            .find(|r| r.workload.as_deref() == Some("web"))
+            .cloned()
+            .expect("web");
+        p.recommendations = (0..12)
+            .map(|i| RecommendationView {
+                container: format!("c{i:02}"),
+                ..web.clone()
+            })
+            .collect();
+        let out = analyze(&AnalyzeView::new(p), Format::Table).expect("renders");
+        assert!(
+            out.contains("  … and 2 more: upid rightsize -o wide\n"),
+            "{out}"
+        );
+        assert!(out.contains(" c09 ") && !out.contains(" c10 "), "{out}");
+    }
+}
