@@ -6,6 +6,7 @@
 //! the file and then to the default; [`Settings::resolve`] does that merge
 //! and checks the result.
 
+use crate::analysis::settings::{AnalysisSettings, Pricing};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// where it came from when that helps.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// An `analysis:` or `pricing:` setting is out of range.
+    #[error("config file: {0}")]
+    Analysis(String),
     /// The config file could not be read.
     #[error("reading the config file {path}: {source}")]
     ReadFile {
@@ -202,6 +206,13 @@ pub struct FileConfig {
     pub no_docker: Option<bool>,
     /// See `--docker-host` (standalone).
     pub docker_host: Option<String>,
+    /// Rightsizing, idle and cost settings (docs/analysis.md); file only.
+    #[serde(default)]
+    pub analysis: AnalysisSettings,
+    /// Prices per vCPU-hour and GiB-hour, per node (docs/analysis.md);
+    /// file only.
+    #[serde(default)]
+    pub pricing: Pricing,
 }
 
 impl FileConfig {
@@ -266,7 +277,7 @@ pub struct SamplingSettings {
 }
 
 /// The checked, merged configuration a collector runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Serve or standalone.
     pub mode: Mode,
@@ -288,6 +299,10 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Sampling, for standalone.
     pub sampling: Option<SamplingSettings>,
+    /// Analysis settings.
+    pub analysis: AnalysisSettings,
+    /// Prices.
+    pub pricing: Pricing,
 }
 
 fn address(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -408,6 +423,8 @@ impl Settings {
         } else {
             None
         };
+        file.analysis.validate().map_err(ConfigError::Analysis)?;
+        file.pricing.validate().map_err(ConfigError::Analysis)?;
         Ok(Settings {
             mode,
             listen: address("listen", &listen)?,
@@ -422,6 +439,8 @@ impl Settings {
             agent_rate_burst: non_zero("agent_rate_burst", burst)?,
             max_message_bytes,
             sampling,
+            analysis: file.analysis.clone(),
+            pricing: file.pricing.clone(),
         })
     }
 }

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -27,6 +27,7 @@ use tonic_health::ServingStatus;
 use upid::wire::v1::agent_service_server::AgentServiceServer;
 use upid::wire::v1::query_service_server::QueryServiceServer;
 
+use crate::analysis::Analyzer;
 use crate::api::agent::{AgentApi, AgentApiConfig};
 use crate::api::query::QueryApi;
 use crate::api::{ConnectedAgents, ServerFacts};
@@ -34,7 +35,7 @@ use crate::auth::{Authenticator, Role, Tokens, TokensError};
 use crate::config::{Mode, Settings};
 use crate::metrics::{Gauges, Metrics};
 use crate::standalone::{HostSampler, StandaloneError};
-use crate::store::{Store, StoreError, Writer, WriterError, WriterHandle};
+use crate::store::{Rollup, Store, StoreError, Writer, WriterError, WriterHandle};
 
 /// How long shutdown waits for connections to finish before closing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -211,6 +212,7 @@ pub async fn run(
 
     let store = Store::open(&settings.store)?;
     let reader = store.reader()?;
+    let rollup = Arc::new(std::sync::Mutex::new(Rollup::new(&store)?));
     let writer = Writer::spawn(store)?;
 
     let metrics = Arc::new(Metrics::default());
@@ -240,7 +242,12 @@ pub async fn run(
         .map_err(|e| ServerError::Query(e.to_string()))?
         .with_observer(Arc::new(move |method, took| {
             query_metrics.observe_query(method, took)
-        }));
+        }))
+        .with_analysis(
+            Analyzer::new(settings.analysis.clone(), settings.pricing.clone()),
+            Some(rollup.clone()),
+        );
+    let rollup_task = tokio::spawn(run_rollups(rollup, ROLLUP_EVERY, stop_rx.clone()));
     let max = settings.max_message_bytes;
     let agent_service = InterceptedService::new(
         AgentServiceServer::new(agent_api.clone())
@@ -383,7 +390,53 @@ pub async fn run(
         }
     }
     housekeeping.abort();
+    if let Err(e) = rollup_task.await {
+        tracing::error!(error = %e, "the rollup task failed");
+    }
     writer.shutdown().await?;
     tracing::info!("store checkpointed and closed");
     result
+}
+
+/// How often agent samples are rolled up into `usage` (analysis also rolls
+/// up before it reads).
+pub const ROLLUP_EVERY: Duration = Duration::from_secs(60);
+
+/// Rolls up every `every` until stopped, then once more, so `usage` holds
+/// every stored sample when the collector exits.
+async fn run_rollups(
+    rollup: Arc<std::sync::Mutex<Rollup>>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        let r = rollup.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            r.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .run()
+        })
+        .await;
+        match done {
+            Ok(Ok(stats)) if stats.rows > 0 => {
+                tracing::debug!(
+                    nodes = stats.nodes,
+                    rows = stats.rows,
+                    "rolled up samples into usage"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "rollup failed; the next one retries"),
+            Err(e) => tracing::error!(error = %e, "the rollup task failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
 }

@@ -49,6 +49,8 @@ impl Collector {
             agent_rate_burst: NonZeroU32::new(burst).unwrap(),
             max_message_bytes: 1024 * 1024,
             sampling: None,
+            analysis: Default::default(),
+            pricing: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();

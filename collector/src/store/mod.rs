@@ -15,7 +15,9 @@ mod ingest;
 mod inventory;
 mod inventory_read;
 mod query;
+mod rollup;
 pub mod schema;
+mod usage_read;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,11 @@ pub use inventory_read::{
 pub use query::{
     ContainerDetail, ContainerInfo, GONE_AFTER_NS, MAX_SERIES_POINTS, MIN_ID_PREFIX, NodeInfo,
     QueryError, Rates, Reader, Series, StoredSample, TopEntry,
+};
+pub use rollup::{Rollup, RollupStats};
+pub use usage_read::{
+    ActivityThresholds, CpuBucket, DailyPeak, QuietStretch, SeriesCost, SeriesFacts,
+    SeriesIdentity, SqlPrices, UsageScope,
 };
 pub use writer::{Writer, WriterConfig, WriterError, WriterHandle, WriterStats};
 
@@ -137,6 +144,15 @@ pub enum StoreError {
     /// `CHECKPOINT` failed.
     #[error("checkpoint: {0}")]
     Checkpoint(duckdb::Error),
+    /// Rolling agent samples up into `usage` failed (the transaction was
+    /// rolled back; the next run retries the same minutes).
+    #[error("rollup: {step}: {source}")]
+    Rollup {
+        /// What it was doing.
+        step: &'static str,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
     /// Opening a second connection for reading failed.
     #[error("opening a read connection: {0}")]
     Clone(duckdb::Error),

@@ -33,15 +33,17 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use upid::wire::v1::query_service_server::{QueryService, QueryServiceServer};
 use upid::wire::v1::{
-    ContainerDetail, GetContainerRequest, GetContainerSeriesRequest, GetContainerSeriesResponse,
-    GetServerInfoRequest, ListContainersRequest, ListContainersResponse, ListEventsRequest,
-    ListEventsResponse, ListNodesRequest, ListNodesResponse, ListWorkloadsRequest,
-    ListWorkloadsResponse, ServerInfo, TopRequest, TopResponse,
+    ContainerDetail, CostRequest, CostResponse, GetContainerRequest, GetContainerSeriesRequest,
+    GetContainerSeriesResponse, GetServerInfoRequest, IdleRequest, IdleResponse,
+    ListContainersRequest, ListContainersResponse, ListEventsRequest, ListEventsResponse,
+    ListNodesRequest, ListNodesResponse, ListWorkloadsRequest, ListWorkloadsResponse,
+    RightsizeRequest, RightsizeResponse, ServerInfo, TopRequest, TopResponse,
 };
 
 use self::pool::ReaderPool;
 use super::ServerFacts;
-use crate::store::{EventFilter, QueryError, Reader};
+use crate::analysis::{AnalysisError, Analyzer};
+use crate::store::{EventFilter, QueryError, Reader, Rollup};
 
 /// Readers (DuckDB connections) a [`QueryApi`] gets by default: queries
 /// running at once; more wait for a free one.
@@ -67,6 +69,8 @@ pub struct QueryApi {
     facts: ServerFacts,
     observer: Option<QueryObserver>,
     clock: Clock,
+    analyzer: Arc<Analyzer>,
+    rollup: Option<Arc<std::sync::Mutex<Rollup>>>,
 }
 
 impl std::fmt::Debug for QueryApi {
@@ -99,7 +103,58 @@ impl QueryApi {
             facts,
             observer: None,
             clock: Arc::new(crate::store::unix_now_ns),
+            analyzer: Arc::new(Analyzer::default()),
+            rollup: None,
         })
+    }
+
+    /// Answers `Rightsize`, `ListIdle` and `GetCost` with `analyzer`; when
+    /// `rollup` is given, agent samples received so far are rolled up into
+    /// `usage` before each analysis, so answers include the latest minute.
+    #[must_use]
+    pub fn with_analysis(
+        mut self,
+        analyzer: Analyzer,
+        rollup: Option<Arc<std::sync::Mutex<Rollup>>>,
+    ) -> QueryApi {
+        self.analyzer = Arc::new(analyzer);
+        self.rollup = rollup;
+        self
+    }
+
+    /// Runs an analysis on a reader after bringing `usage` up to date.
+    async fn analyse<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        f: impl FnOnce(&Analyzer, &Reader, i64) -> Result<T, AnalysisError> + Send + 'static,
+    ) -> Result<T, Status> {
+        if let Some(rollup) = self.rollup.clone() {
+            let done = tokio::task::spawn_blocking(move || {
+                let mut r = rollup
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                r.run()
+            })
+            .await
+            .map_err(|e| Status::internal(format!("{method}: rollup task: {e}")))?;
+            if let Err(e) = done {
+                // Stale minutes are better than no answer; the next
+                // rollup retries.
+                tracing::warn!(method, error = %e, "rollup before analysis failed");
+            }
+        }
+        let analyzer = self.analyzer.clone();
+        let at = self.now();
+        self.pool
+            .run(method, move |reader| {
+                f(&analyzer, reader, at).map_err(|e| match e {
+                    AnalysisError::Query(q) => q,
+                    AnalysisError::InvalidArgument(message) => {
+                        QueryError::InvalidArgument { message }
+                    }
+                })
+            })
+            .await
     }
 
     /// Reports every query's duration to `observer`.
@@ -359,6 +414,44 @@ impl QueryService for QueryApi {
                 .run("ListEvents", move |r| r.events(&filter))
                 .await?;
             Ok(ListEventsResponse { events })
+        })
+        .await
+    }
+
+    async fn rightsize(
+        &self,
+        request: Request<RightsizeRequest>,
+    ) -> Result<Response<RightsizeResponse>, Status> {
+        let r = request.into_inner();
+        self.observed("Rightsize", async {
+            self.analyse("Rightsize", move |a, reader, at| {
+                a.rightsize(reader, &r, at)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn list_idle(
+        &self,
+        request: Request<IdleRequest>,
+    ) -> Result<Response<IdleResponse>, Status> {
+        let r = request.into_inner();
+        self.observed("ListIdle", async {
+            self.analyse("ListIdle", move |a, reader, at| a.idle(reader, &r, at))
+                .await
+        })
+        .await
+    }
+
+    async fn get_cost(
+        &self,
+        request: Request<CostRequest>,
+    ) -> Result<Response<CostResponse>, Status> {
+        let r = request.into_inner();
+        self.observed("GetCost", async {
+            self.analyse("GetCost", move |a, reader, at| a.cost(reader, &r, at))
+                .await
         })
         .await
     }
