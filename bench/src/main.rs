@@ -9,6 +9,7 @@
 mod agent;
 mod agent_proc;
 mod agent_tick;
+mod analysis;
 mod cgroups;
 mod child;
 mod collector;
@@ -49,6 +50,9 @@ enum Command {
     /// value, with simulated agents against a real `upid-collector serve`,
     /// compared with Prometheus's TSDB.
     Collector(collector::CollectorArgs),
+    /// Issue #5: rightsizing, idle detection and cost over 2,000 containers
+    /// with 14 days of 1-minute usage, in process.
+    Analysis(analysis::AnalysisArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,14 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Agent(args) => agent::run(args, &interrupt).map(|report| {
+            if args.json {
+                eprint!("{}", report.summary());
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.summary());
+            }
+        }),
+        Command::Analysis(args) => analysis::run(args).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
                 println!("{}", report.to_json());

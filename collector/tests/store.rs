@@ -1323,3 +1323,137 @@ fn column_sizes() {
     }
     eprintln!("{:<28} {total:>12.3} {total_sorted:>12.3}", "total");
 }
+
+/// A usage row as the rollup wrote it: (minute, interval_s, cpu_cores,
+/// throttled, working set, peak, oom kills, rx, tx, kind, workload).
+type UsageRow = (
+    i64,
+    f64,
+    Option<f64>,
+    Option<f64>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    String,
+    String,
+);
+
+fn usage_rows(path: &Path, key: &str) -> Vec<UsageRow> {
+    let conn = duckdb::Connection::open(path).expect("open raw");
+    let mut stmt = conn
+        .prepare(
+            "SELECT ts_unix_ns, interval_s, cpu_cores, cpu_throttled_ratio,
+                memory_working_set_bytes, memory_peak_bytes, oom_kills, net_rx_bytes,
+                net_tx_bytes, workload_kind, workload
+             FROM usage WHERE series_key = ? AND source = 'agent' ORDER BY ts_unix_ns",
+        )
+        .expect("prepare");
+    stmt.query_map([key], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+        ))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// Ticks every 10 s from 5 s into minute `m0`: samples of a container at
+/// 0.5 cores, throttled in a quarter of its periods, 100 MiB working set,
+/// one 150 MiB peak and one OOM kill in the second minute, and its network
+/// namespace moving 1000 B in and 2000 B out per tick.
+fn rollup_batches(id: &str, agent: &str, m0: i64, ticks: u64, first_seq: u64) -> Vec<Batch> {
+    const MIB: u64 = 1024 * 1024;
+    (0..ticks)
+        .map(|k| {
+            let ts = m0 + 5 * SEC + 10 * SEC * k as i64;
+            let sample = counters_sample(
+                id,
+                ts,
+                5_000_000_000 * k,
+                100 * k,
+                25 * k,
+                u64::from(k >= 8),
+                100 * MIB,
+                if k == 8 { 150 * MIB } else { 100 * MIB },
+                Some(7),
+            );
+            let mut network = net(7, 1000 * k);
+            network.tx_bytes = 2000 * k;
+            batch(
+                agent,
+                "node-r",
+                first_seq + k,
+                ts,
+                vec![sample],
+                vec![network],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn samples_roll_up_into_minutes_and_a_late_batch_recomputes_its_minute_once() {
+    const MIB: u64 = 1024 * 1024;
+    let dir = TempDir::new();
+    let path = dir.path("rollup.duckdb");
+    let m0 = (T0 / (60 * SEC) + 1) * 60 * SEC;
+    let a = docker_id("a");
+    let b = docker_id("b");
+    {
+        let mut store = Store::open(&path).expect("open");
+        let mut rollup = upid_collector::store::Rollup::new(&store).expect("rollup");
+        store
+            .ingest(&rollup_batches(&a, "agent-r", m0, 18, 1))
+            .expect("ingest");
+        let stats = rollup.run().expect("rollup");
+        assert_eq!(stats.nodes, 1);
+        assert_eq!(stats.rows, 3);
+        // Nothing new: nothing recomputed.
+        assert_eq!(rollup.run().expect("rollup again").rows, 0);
+        // A late batch (a replayed spool) of another container on the same
+        // node, in the first minute: that minute and later are rebuilt.
+        store
+            .ingest(&rollup_batches(&b, "agent-r2", m0, 3, 1))
+            .expect("ingest late");
+        let stats = rollup.run().expect("rollup late");
+        assert_eq!(stats.rows, 4, "3 minutes of a, 1 of b");
+    }
+    let rows = usage_rows(&path, &a);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let short = &a[..12];
+    // Minute 1: the first sample has no predecessor, so 5 intervals of
+    // 10 s; minutes 2 and 3: 6 each.
+    for (i, (interval, rx)) in [(50.0, 5000), (60.0, 6000), (60.0, 6000)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = &rows[i];
+        assert_eq!(r.0, m0 + 60 * SEC * i as i64);
+        assert!((r.1 - interval).abs() < 1e-9, "interval {r:?}");
+        approx(r.2, 0.5);
+        approx(r.3, 0.25);
+        assert_eq!(r.4, Some(100 * MIB));
+        assert_eq!(r.7, Some(rx));
+        assert_eq!(r.8, Some(2 * rx));
+        assert_eq!((r.9.as_str(), r.10.as_str()), ("Container", short));
+    }
+    // The peak and the kill fall in the second minute (tick 8 at m0 + 85 s).
+    assert_eq!(rows[1].5, Some(150 * MIB));
+    assert_eq!(rows[1].6, Some(1));
+    assert_eq!(rows[0].5, Some(100 * MIB));
+    assert_eq!((rows[0].6, rows[2].6), (Some(0), Some(0)));
+    assert_eq!(usage_rows(&path, &b).len(), 1);
+}
