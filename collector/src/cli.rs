@@ -1,4 +1,5 @@
-//! The `upid-collector` command line: `serve` and `standalone`.
+//! The `upid-collector` command line: `serve`, `standalone`, `import` and
+//! `export`.
 
 use std::path::PathBuf;
 
@@ -40,6 +41,19 @@ pub enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
     },
+    /// Import usage history (Parquet, Prometheus) into the store; the
+    /// collector must be stopped.
+    Import {
+        /// Where from.
+        #[command(subcommand)]
+        command: crate::import::ImportCommand,
+    },
+    /// Export usage from the store; the collector must be stopped.
+    Export {
+        /// In which format.
+        #[command(subcommand)]
+        command: crate::export::ExportCommand,
+    },
 }
 
 /// Resolves the configuration and runs until SIGINT or SIGTERM.
@@ -48,11 +62,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let settings = match &cli.command {
-        Command::Serve { server } => Settings::resolve(Mode::Serve, server, None, &file)?,
+    let settings = match cli.command {
+        Command::Serve { server } => Settings::resolve(Mode::Serve, &server, None, &file)?,
         Command::Standalone { server, sampling } => {
-            Settings::resolve(Mode::Standalone, server, Some(sampling), &file)?
+            Settings::resolve(Mode::Standalone, &server, Some(&sampling), &file)?
         }
+        Command::Import { command } => return crate::import::run_cli(command, &file),
+        Command::Export { command } => return crate::export::run_cli(command, &file),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,6 +15,8 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod export;
+pub mod import;
 pub mod metrics;
 pub mod server;
 pub mod standalone;
