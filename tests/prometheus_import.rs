@@ -375,7 +375,7 @@ fn history_is_imported_from_a_real_prometheus() {
             "INSERT INTO usage (series_key, source, ts_unix_ns, interval_s, node, container_id,
                                 namespace, pod, container, workload_kind, workload, image, cpu_cores)
              SELECT '{HEX_A}', 'agent', ({agent_from} + i * 60) * {NS}, 60.0, 'node-1', '{HEX_A}',
-                    'shop', '{POD_A}', 'web', 'deployment', 'web', 'registry.example/web:1.4.2', 0.3
+                    'shop', '{POD_A}', 'web', 'Deployment', 'web', 'registry.example/web:1.4.2', 0.3
              FROM range(10) r(i)"
         ))
         .expect("agent rows");
@@ -416,7 +416,7 @@ fn history_is_imported_from_a_real_prometheus() {
         assert_eq!(r.container_id, HEX_A);
         assert_eq!(
             (r.workload_kind.as_str(), r.workload.as_str()),
-            ("deployment", "web")
+            ("Deployment", "web")
         );
         assert_eq!(r.image, "registry.example/web:1.4.2");
         close(r.cpu_cores, 0.25, "A cpu_cores", ts);
@@ -461,7 +461,7 @@ fn history_is_imported_from_a_real_prometheus() {
         assert_eq!(r.node, "node-2");
         assert_eq!(
             (r.workload_kind.as_str(), r.workload.as_str()),
-            ("statefulset", "db")
+            ("StatefulSet", "db")
         );
         close(r.cpu_cores, 0.5, "B cpu_cores", ts);
         assert_eq!(r.cpu_throttled_ratio, None, "B has no CFS series");
@@ -481,7 +481,7 @@ fn history_is_imported_from_a_real_prometheus() {
     for r in c.iter().filter(|r| interior(r)) {
         assert_eq!(
             (r.workload_kind.as_str(), r.workload.as_str()),
-            ("pod", "solo")
+            ("Pod", "solo")
         );
         close(r.cpu_cores, 0.05, "C cpu_cores", r.ts_unix_ns);
         assert_eq!(r.memory_working_set_bytes, Some(10 * MIB));

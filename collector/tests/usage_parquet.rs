@@ -67,7 +67,7 @@ fn good_columns() -> Vec<(&'static str, String)> {
         ("namespace", "'shop'".into()),
         ("pod", "'web-' || s".into()),
         ("container", "'app'".into()),
-        ("workload_kind", "'deployment'".into()),
+        ("workload_kind", "'Deployment'".into()),
         ("workload", "'web'".into()),
         ("image", "'nginx:1.25'".into()),
         ("cpu_cores", "0.25 + i / 100".into()),
@@ -365,7 +365,7 @@ fn agent_data_wins_over_imported_rows() {
                                 namespace, pod, container, workload_kind, workload, image,
                                 cpu_cores)
              SELECT '{id}', 'agent', {T0_NS} + i * {MIN_NS}, 60.0, 'node-1', '{id}', 'shop',
-                    'web-0', 'app', 'deployment', 'web', 'nginx:1.25', 2.0
+                    'web-0', 'app', 'Deployment', 'web', 'nginx:1.25', 2.0
              FROM range(3, 6) r(i)",
             id = container_id()
         ))
@@ -397,7 +397,7 @@ fn export_then_import_gives_the_same_rows() {
     sql(&source_store)
         .execute_batch(&format!(
             "INSERT INTO usage VALUES ('agentkey', 'agent', {}, 60.0, 'node-2', '', 'ops', 'job-1',
-                 'run', 'job', 'job', 'busybox', 1.5, NULL, 2048, 4096, 0, 10, 20, NULL, NULL,
+                 'run', 'Job', 'job', 'busybox', 1.5, NULL, 2048, 4096, 0, 10, 20, NULL, NULL,
                  NULL, 8192)",
             T0_NS + 30 * MIN_NS
         ))

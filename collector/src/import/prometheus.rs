@@ -188,7 +188,7 @@ owners AS (
     FROM import_owners GROUP BY namespace, pod
 )
 SELECT r.series_key, r.ts_unix_ns, {step_s}.0, r.node, r.container_id, r.namespace, r.pod,
-       r.container, coalesce(o.workload_kind, 'pod'), coalesce(o.workload, r.pod), r.image,
+       r.container, coalesce(o.workload_kind, 'Pod'), coalesce(o.workload, r.pod), r.image,
        r.cpu_cores, r.cpu_throttled_ratio, r.memory_working_set_bytes, r.memory_peak_bytes,
        -- cAdvisor and kube-state-metrics see the same kills: the larger
        -- count, kube-state-metrics' on one series of the container only.
@@ -298,8 +298,8 @@ pub fn container_id_in(cgroup_path: &str) -> Option<&str> {
     found.filter(|id| id.bytes().all(|b| !b.is_ascii_uppercase()))
 }
 
-/// The workload of a pod from kube-state-metrics' `kube_pod_owner`, as the
-/// store names kinds. Best guesses, as Prometheus has no ReplicaSet→
+/// The workload of a pod from kube-state-metrics' `kube_pod_owner`, with
+/// kinds named as the agent rollup names them (`Deployment`, `Pod`, ...). Best guesses, as Prometheus has no ReplicaSet→
 /// Deployment link: a ReplicaSet whose name ends in a pod-template hash
 /// (`-` and 5 to 10 of `bcdfghjklmnpqrstvwxz2456789`) is that Deployment;
 /// a Job whose name ends in `-` and 8 or more digits (a CronJob's scheduled
@@ -314,19 +314,19 @@ pub fn workload_of(pod: &str, owner_kind: &str, owner_name: &str) -> (&'static s
         "ReplicaSet" => match strip(owner_name, &|t| {
             (5..=10).contains(&t.len()) && t.chars().all(|c| HASH_ALPHABET.contains(c))
         }) {
-            Some(deployment) => ("deployment", deployment),
-            None => ("replicaset", owner_name.to_owned()),
+            Some(deployment) => ("Deployment", deployment),
+            None => ("ReplicaSet", owner_name.to_owned()),
         },
-        "StatefulSet" => ("statefulset", owner_name.to_owned()),
-        "DaemonSet" => ("daemonset", owner_name.to_owned()),
+        "StatefulSet" => ("StatefulSet", owner_name.to_owned()),
+        "DaemonSet" => ("DaemonSet", owner_name.to_owned()),
         "Job" => match strip(owner_name, &|t| {
             t.len() >= 8 && t.bytes().all(|b| b.is_ascii_digit())
         }) {
-            Some(cronjob) => ("cronjob", cronjob),
-            None => ("job", owner_name.to_owned()),
+            Some(cronjob) => ("CronJob", cronjob),
+            None => ("Job", owner_name.to_owned()),
         },
-        "" | "<none>" | "Node" => ("pod", pod.to_owned()),
-        _ => ("other", owner_name.to_owned()),
+        "" | "<none>" | "Node" => ("Pod", pod.to_owned()),
+        _ => ("Other", owner_name.to_owned()),
     }
 }
 
@@ -704,27 +704,27 @@ mod tests {
     fn owners_become_workloads() {
         assert_eq!(
             workload_of("web-7d9f8b6c5d-x2x4z", "ReplicaSet", "web-7d9f8b6c5d"),
-            ("deployment", "web".to_owned())
+            ("Deployment", "web".to_owned())
         );
         assert_eq!(
             workload_of("p", "ReplicaSet", "plain"),
-            ("replicaset", "plain".to_owned())
+            ("ReplicaSet", "plain".to_owned())
         );
         assert_eq!(
             workload_of("db-0", "StatefulSet", "db"),
-            ("statefulset", "db".to_owned())
+            ("StatefulSet", "db".to_owned())
         );
         assert_eq!(
             workload_of("b-28123456-abc", "Job", "backup-28123456"),
-            ("cronjob", "backup".to_owned())
+            ("CronJob", "backup".to_owned())
         );
         assert_eq!(
             workload_of("once", "Job", "migrate"),
-            ("job", "migrate".to_owned())
+            ("Job", "migrate".to_owned())
         );
         assert_eq!(
             workload_of("solo", "<none>", "<none>"),
-            ("pod", "solo".to_owned())
+            ("Pod", "solo".to_owned())
         );
     }
 
