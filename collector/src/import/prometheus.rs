@@ -5,7 +5,8 @@
 //! steps: Prometheus refuses more than 11,000 points per series). For each
 //! chunk the range queries of [`promql::range_queries`] and the instant
 //! queries of [`promql::chunk_queries`] run; their points go into temporary
-//! tables as they arrive, and one SQL statement joins them into rows:
+//! tables as they arrive, and at the chunk's end one SQL statement joins
+//! them into rows (and the points are dropped):
 //! per container series (CPU, throttling, memory, cAdvisor OOMs), with the
 //! pod's network, kube-state-metrics OOMs, requests, limits and owner.
 //!
@@ -392,6 +393,7 @@ pub fn import_prometheus(
     )?;
     let mut conn = open_store_for_write(store)?;
     conn.execute_batch(CREATE_POINTS)
+        .and_then(|()| conn.execute_batch(CREATE_ROWS))
         .map_err(|source| ImportError::Sql {
             step: "creating the staging tables",
             source,
@@ -446,16 +448,6 @@ pub fn import_prometheus(
         }
     }
 
-    conn.execute_batch(CREATE_ROWS)
-        .map_err(|source| ImportError::Sql {
-            step: "creating the staging table",
-            source,
-        })?;
-    conn.execute_batch(&pivot_sql(step_s))
-        .map_err(|source| ImportError::Sql {
-            step: "joining the fetched series into rows",
-            source,
-        })?;
     let summary = stage::store_rows(&mut conn, Source::Prometheus, options.dry_run, summary)?;
     conn.execute_batch(
         "DROP TABLE IF EXISTS import_rows; DROP TABLE IF EXISTS import_points;
@@ -488,7 +480,9 @@ struct Range {
     chunk_s: i64,
 }
 
-/// Runs every query over every chunk, appending points as they arrive.
+/// Runs every query over every chunk, appending points as they arrive;
+/// after each chunk its points are joined into rows (`import_rows`) and
+/// dropped, so the staged points never hold more than one chunk.
 async fn fetch_all(
     prometheus: &Prometheus,
     conn: &Connection,
@@ -526,6 +520,14 @@ async fn fetch_all(
             let s = append_instant(conn, &query, &series, chunk_start, chunk_end)?;
             add(&mut stats, query.metric, s);
         }
+        conn.execute_batch(&pivot_sql(step_s))
+            .and_then(|()| {
+                conn.execute_batch("DELETE FROM import_points; DELETE FROM import_kube;")
+            })
+            .map_err(|source| ImportError::Sql {
+                step: "joining the fetched series into rows",
+                source,
+            })?;
         chunk_start = chunk_end;
     }
     Ok((stats, queries))
