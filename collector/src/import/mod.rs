@@ -104,6 +104,15 @@ pub enum ImportError {
         /// What went wrong.
         problem: String,
     },
+    /// No store given and none at the default paths.
+    #[error(
+        "no --store given and no store exists at the defaults ({tried}): pass --store PATH \
+         (the store the collector is started with; an import creates it if missing)"
+    )]
+    NoStore {
+        /// The default paths looked at, comma-separated.
+        tried: String,
+    },
     /// A command-line value is invalid.
     #[error("{setting} {value:?}: {problem}")]
     Invalid {

@@ -91,12 +91,18 @@ pub(crate) fn sql_string(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "''"))
 }
 
+/// DuckDB's message without the SQL excerpt it appends on later lines.
+fn first_line(e: &duckdb::Error) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
 /// Checks that `file` is Parquet with every column of the usage schema in
 /// an acceptable type. Extra columns are ignored (logged).
 fn check_schema(conn: &duckdb::Connection, file: &Path) -> Result<(), ImportError> {
     let not_parquet = |e: duckdb::Error| ImportError::NotParquet {
         path: file.to_path_buf(),
-        detail: e.to_string(),
+        detail: first_line(&e),
     };
     let mut stmt = conn
         .prepare(&format!(
@@ -196,7 +202,7 @@ pub fn import_parquet(
     conn.execute_batch(&fill)
         .map_err(|e| ImportError::NotParquet {
             path: file.to_path_buf(),
-            detail: e.to_string(),
+            detail: first_line(&e),
         })?;
     let summary = stage::store_rows(
         &mut conn,

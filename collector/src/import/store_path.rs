@@ -30,13 +30,28 @@ pub fn resolve_store_path(flag: Option<&Path>, file: &FileConfig) -> Result<Path
         return Ok(found.clone());
     }
     let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-    Err(ImportError::Invalid {
-        setting: "--store",
-        value: String::new(),
-        problem: format!(
-            "not given, and no store exists at the defaults ({}): pass --store PATH \
-             (the store the collector is started with; it is created if missing)",
-            tried.join(", ")
-        ),
+    Err(ImportError::NoStore {
+        tried: tried.join(", "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_wins_over_the_config_file() {
+        let file = FileConfig {
+            store: Some(PathBuf::from("/from/file.duckdb")),
+            ..FileConfig::default()
+        };
+        assert_eq!(
+            resolve_store_path(Some(Path::new("/from/flag.duckdb")), &file).ok(),
+            Some(PathBuf::from("/from/flag.duckdb"))
+        );
+        assert_eq!(
+            resolve_store_path(None, &file).ok(),
+            Some(PathBuf::from("/from/file.duckdb"))
+        );
+    }
 }
