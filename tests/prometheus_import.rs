@@ -510,6 +510,17 @@ fn history_is_imported_from_a_real_prometheus() {
     assert_eq!(store::count(&conn, "SELECT count(*) FROM usage"), total);
     drop(conn);
 
+    // Not Prometheus' API under that path: the HTTP status is named.
+    let wrong = format!("{url}/not-prometheus");
+    let failed = import(&store_path, &wrong, &[]);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        err.contains(&format!("Prometheus at {wrong}/api/v1/query_range"))
+            && err.contains("HTTP 404"),
+        "{err}"
+    );
+
     // Nothing listening: the error names the URL and the query.
     let nowhere = format!("http://127.0.0.1:{}", free_port());
     let failed = import(&store_path, &nowhere, &[]);
