@@ -335,7 +335,12 @@ fn a_store_of_schema_version_1_opens_and_gains_the_inventory_tables() {
     let version: i32 = conn
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, upid_collector::store::schema::SCHEMA_VERSION);
+    // Version 3's tables came along too.
+    let usage: i64 = conn
+        .query_row("SELECT count(*) FROM usage", [], |r| r.get(0))
+        .expect("the usage table exists");
+    assert_eq!(usage, 0);
     let rows: i64 = conn
         .query_row("SELECT count(*) FROM container_inventory", [], |r| r.get(0))
         .expect("rows");

@@ -915,7 +915,7 @@ fn open_creates_parent_directories_and_refuses_a_newer_schema() {
             err,
             StoreError::SchemaVersion {
                 found: 99,
-                supported: 2,
+                supported: upid_collector::store::schema::SCHEMA_VERSION,
                 ..
             }
         ),
