@@ -6,7 +6,6 @@
 //! the file and then to the default; [`Settings::resolve`] does that merge
 //! and checks the result.
 
-use crate::analysis::settings::{AnalysisSettings, Pricing};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,8 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+
+use crate::analysis::settings::{AnalysisSettings, Pricing};
 
 /// Default gRPC address of `serve`.
 pub const SERVE_LISTEN: &str = "0.0.0.0:7070";

@@ -9,12 +9,13 @@
 //! percentile, so a percentile reads between the true value and 5 % above
 //! it. The expected ranges below say so.
 
-use std::path::PathBuf;
-
 use upid::wire::v1;
 use upid_collector::analysis::Analyzer;
 use upid_collector::analysis::settings::{AnalysisSettings, NodePrice, Pricing};
 use upid_collector::store::Store;
+
+mod common;
+use common::TempDir;
 
 const MIN_NS: i64 = 60_000_000_000;
 const HOUR_NS: i64 = 60 * MIN_NS;
@@ -27,23 +28,6 @@ const AT: i64 = 1_795_132_800 * 1_000_000_000;
 /// OpenCost's default prices (the collector's defaults).
 const CPU_HOUR: f64 = 0.031_611;
 const GIB_HOUR: f64 = 0.004_237;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("upid-analysis-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One synthetic series: 1-minute rows from `from` to `to` (exclusive);
 /// every `*_sql` is a DuckDB expression of `ts` (Unix ns).
@@ -122,7 +106,7 @@ fn insert(conn: &duckdb::Connection, s: &Series<'_>) {
 
 /// A store holding `series`, opened for analysis.
 fn store_with(dir: &TempDir, series: &[Series<'_>]) -> Store {
-    let path = dir.0.join("upid.duckdb");
+    let path = dir.path("upid.duckdb");
     drop(Store::open(&path).expect("create store"));
     {
         let conn = duckdb::Connection::open(&path).expect("raw open");

@@ -8,7 +8,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use upid_collector::export::{ExportError, export_parquet};
@@ -16,37 +15,14 @@ use upid_collector::import::ImportError;
 use upid_collector::import::parquet::import_parquet;
 use upid_collector::store::Store;
 
+mod common;
+use common::TempDir;
+
 /// 2023-11-14T22:13:20Z, in microseconds and nanoseconds.
 const T0_US: i64 = 1_700_000_000_000_000;
 const T0_NS: i64 = T0_US * 1000;
 const MIN_NS: i64 = 60_000_000_000;
 const MIB: i64 = 1 << 20;
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "upid-usage-parquet-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn container_id() -> String {
     "ab".repeat(32)
@@ -146,7 +122,7 @@ fn usage_rows(store: &Path) -> Vec<String> {
 
 #[test]
 fn a_file_is_imported_with_its_values_and_keys() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("usage.parquet");
     write_parquet(&file, &good_columns());
@@ -214,7 +190,7 @@ fn a_file_is_imported_with_its_values_and_keys() {
 
 #[test]
 fn timestamps_with_time_zone_are_accepted() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("tz.parquet");
     let mut columns = good_columns();
@@ -229,7 +205,7 @@ fn timestamps_with_time_zone_are_accepted() {
 
 #[test]
 fn a_missing_column_is_named_and_nothing_is_written() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("missing.parquet");
     let columns: Vec<_> = good_columns()
@@ -250,7 +226,7 @@ fn a_missing_column_is_named_and_nothing_is_written() {
 
 #[test]
 fn a_wrongly_typed_column_is_named_with_the_expected_type() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("typed.parquet");
     let mut columns = good_columns();
@@ -283,7 +259,7 @@ fn a_wrongly_typed_column_is_named_with_the_expected_type() {
 
 #[test]
 fn a_file_that_is_not_parquet_is_refused() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("garbage.parquet");
     std::fs::write(&file, b"ts,cpu_cores\n2025-01-01T00:00:00Z,0.5\n").expect("write");
@@ -302,7 +278,7 @@ fn a_file_that_is_not_parquet_is_refused() {
 
 #[test]
 fn bad_rows_are_skipped_and_counted_by_reason() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("bad-rows.parquet");
     let mut columns = good_columns();
@@ -335,7 +311,7 @@ fn bad_rows_are_skipped_and_counted_by_reason() {
 
 #[test]
 fn importing_the_same_file_again_stores_each_row_once() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("again.parquet");
     write_parquet(&file, &good_columns());
@@ -356,7 +332,7 @@ fn importing_the_same_file_again_stores_each_row_once() {
 
 #[test]
 fn agent_data_wins_over_imported_rows() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     // The agent measured the container of series 0 for minutes 3..=5.
     sql(&store)
@@ -388,7 +364,7 @@ fn agent_data_wins_over_imported_rows() {
 
 #[test]
 fn export_then_import_gives_the_same_rows() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let source_store = new_store(&dir);
     let file = dir.path("in.parquet");
     write_parquet(&file, &good_columns());
@@ -407,14 +383,14 @@ fn export_then_import_gives_the_same_rows() {
     let exported =
         export_parquet(&source_store, &out, T0_NS, T0_NS + 3600 * 1_000_000_000).expect("export");
     assert_eq!(exported.rows, 21);
-    let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path(""))
         .expect("list dir")
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
-    let other = TempDir::new();
+    let other = TempDir::new("usage-parquet");
     let copy = new_store(&other);
     let summary = import_parquet(&copy, &out, false).expect("import the export");
     assert_eq!(summary.rows_stored, 21, "{summary}");
@@ -436,7 +412,7 @@ fn export_then_import_gives_the_same_rows() {
 
 #[test]
 fn a_store_held_by_a_running_collector_is_named_as_such() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("usage-parquet");
     let store = new_store(&dir);
     let file = dir.path("usage.parquet");
     write_parquet(&file, &good_columns());

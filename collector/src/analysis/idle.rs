@@ -11,7 +11,7 @@ use super::settings::AnalysisSettings;
 use crate::store::{QuietStretch, SeriesFacts};
 
 /// One minute: an active row at `t` makes the workload active until
-/// `t + ROW_S`.
+/// `t + ROW_NS`.
 const ROW_NS: i64 = 60_000_000_000;
 
 /// Decides, per workload (namespace, kind, name of the series' latest

@@ -174,16 +174,14 @@ pub struct SeriesFacts {
     pub last_active_unix_ns: Option<i64>,
     /// Some row had a network figure.
     pub has_network: bool,
-    /// Over the run-rate stretch (from `run_rate_from_unix_ns`): first row,
-    /// seconds covered, charged cost, and mean CPU and working set.
-    pub run_rate_first_unix_ns: Option<i64>,
-    /// See `run_rate_first_unix_ns`.
+    /// Over the run-rate stretch (from `run_rate_from_unix_ns`): seconds
+    /// covered, charged cost, and mean CPU and working set.
     pub run_rate_covered_s: f64,
-    /// See `run_rate_first_unix_ns`.
+    /// See `run_rate_covered_s`.
     pub run_rate_cost: f64,
-    /// See `run_rate_first_unix_ns`.
+    /// See `run_rate_covered_s`.
     pub run_rate_cpu_mean_cores: Option<f64>,
-    /// See `run_rate_first_unix_ns`.
+    /// See `run_rate_covered_s`.
     pub run_rate_memory_mean_bytes: Option<f64>,
 }
 
@@ -319,7 +317,6 @@ impl Reader {
                 arg_max(memory_request_bytes, ts_unix_ns), arg_max(memory_limit_bytes, ts_unix_ns),
                 max(ts_unix_ns) FILTER (cpu_cores >= $8 OR (coalesce(net_rx_bytes, 0) + coalesce(net_tx_bytes, 0)) / nullif(interval_s, 0) >= $9),
                 bool_or(net_rx_bytes IS NOT NULL OR net_tx_bytes IS NOT NULL),
-                min(ts_unix_ns) FILTER (ts_unix_ns >= $10),
                 coalesce(sum(interval_s) FILTER (ts_unix_ns >= $10), 0),
                 coalesce(sum({cost}) FILTER (ts_unix_ns >= $10), 0),
                 sum(cpu_cores * interval_s) FILTER (ts_unix_ns >= $10) / nullif(sum(interval_s) FILTER (ts_unix_ns >= $10 AND cpu_cores IS NOT NULL), 0),
@@ -356,11 +353,10 @@ impl Reader {
                     memory_limit_bytes: r.get(23)?,
                     last_active_unix_ns: r.get(24)?,
                     has_network: r.get::<_, Option<bool>>(25)?.unwrap_or(false),
-                    run_rate_first_unix_ns: r.get(26)?,
-                    run_rate_covered_s: r.get::<_, Option<f64>>(27)?.unwrap_or(0.0),
-                    run_rate_cost: r.get::<_, Option<f64>>(28)?.unwrap_or(0.0),
-                    run_rate_cpu_mean_cores: r.get(29)?,
-                    run_rate_memory_mean_bytes: r.get(30)?,
+                    run_rate_covered_s: r.get::<_, Option<f64>>(26)?.unwrap_or(0.0),
+                    run_rate_cost: r.get::<_, Option<f64>>(27)?.unwrap_or(0.0),
+                    run_rate_cpu_mean_cores: r.get(28)?,
+                    run_rate_memory_mean_bytes: r.get(29)?,
                 })
             })
             .map_err(sql("usage per series"))?;
