@@ -9,4 +9,5 @@
 
 pub mod cli;
 pub mod model;
+pub mod updates;
 pub mod wire;

@@ -1,0 +1,8 @@
+//! Safe image updates: what an image reference names, which newer tags
+//! exist, what kind of change each one is, and whether policy takes it.
+//!
+//! Everything here is pure logic that needs no registry and no DuckDB, so
+//! the CLI decides offline (`upid updates decide`) exactly as the collector
+//! decides for everything running.
+
+pub mod reference;
