@@ -10,6 +10,7 @@ const PROTO_FILES: &[&str] = &[
     "upid/v1/samples.proto",
     "upid/v1/inventory.proto",
     "upid/v1/analysis.proto",
+    "upid/v1/updates.proto",
     "upid/v1/agent.proto",
     "upid/v1/query.proto",
 ];

@@ -24,6 +24,7 @@ mod machine;
 mod procstat;
 mod report;
 mod stats;
+mod updates;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Issue #5: rightsizing, idle detection and cost over 2,000 containers
     /// with 14 days of 1-minute usage, in process.
     Analysis(analysis::AnalysisArgs),
+    /// Issue #6: update decisions for 1,000 images with 200 tags each,
+    /// CPU time, registry excluded.
+    Updates(updates::UpdatesArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,14 @@ fn main() -> ExitCode {
             }
         }),
         Command::Analysis(args) => analysis::run(args).map(|report| {
+            if args.json {
+                eprint!("{}", report.summary());
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.summary());
+            }
+        }),
+        Command::Updates(args) => updates::run(args).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
                 println!("{}", report.to_json());

@@ -31,3 +31,26 @@ fn analysis_benchmark_runs_and_reports_its_goal() {
     assert_eq!(report["recommendations"], 8);
     assert_eq!(report["idle_workloads"], 1);
 }
+
+#[test]
+fn updates_benchmark_runs_and_reports_its_goal() {
+    let out = Command::new(env!("CARGO_BIN_EXE_upid-bench"))
+        .args([
+            "updates", "--images", "60", "--tags", "50", "--runs", "1", "--json",
+        ])
+        .output()
+        .expect("run upid-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "upid-bench failed: {stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON report on stdout");
+    assert_eq!(report["images"], 60);
+    assert_eq!(report["goals"][0]["name"], "updates_cpu_median");
+    // Every image got a decision, and the mix of policies produced both
+    // approvals and non-approvals.
+    let verdicts = report["verdicts"].as_object().expect("verdict counts");
+    let total: u64 = verdicts.values().filter_map(serde_json::Value::as_u64).sum();
+    assert_eq!(total, 60, "{verdicts:?}");
+    assert!(verdicts.get("approve").and_then(|v| v.as_u64()).unwrap_or(0) > 0, "{verdicts:?}");
+    assert!(verdicts.len() >= 2, "{verdicts:?}");
+}

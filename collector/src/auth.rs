@@ -45,6 +45,9 @@ impl Role {
 pub struct Principal {
     /// The token's name from the tokens file.
     pub name: String,
+    /// The token's role (calls that write, such as `RecordUpdateEvents`,
+    /// need [`Role::Admin`]).
+    pub role: Role,
 }
 
 /// What is wrong with a tokens file.
@@ -228,6 +231,7 @@ impl Authenticator {
             }
             Some(entry) => Ok(Some(Principal {
                 name: entry.name.clone(),
+                role: entry.role,
             })),
         }
     }

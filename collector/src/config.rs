@@ -15,6 +15,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::analysis::settings::{AnalysisSettings, Pricing};
+use crate::updates::settings::UpdateSettings;
 
 /// Default gRPC address of `serve`.
 pub const SERVE_LISTEN: &str = "0.0.0.0:7070";
@@ -41,7 +42,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// where it came from when that helps.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// An `analysis:` or `pricing:` setting is out of range.
+    /// An `analysis:`, `pricing:` or `updates:` setting is out of range.
     #[error("config file: {0}")]
     Analysis(String),
     /// The config file could not be read.
@@ -210,6 +211,10 @@ pub struct FileConfig {
     /// Rightsizing, idle and cost settings (docs/analysis.md); file only.
     #[serde(default)]
     pub analysis: AnalysisSettings,
+    /// Image update checks: policy default and registry access
+    /// (docs/updates.md); file only.
+    #[serde(default)]
+    pub updates: UpdateSettings,
     /// Prices per vCPU-hour and GiB-hour, per node (docs/analysis.md);
     /// file only.
     #[serde(default)]
@@ -304,6 +309,8 @@ pub struct Settings {
     pub analysis: AnalysisSettings,
     /// Prices.
     pub pricing: Pricing,
+    /// Image update checks.
+    pub updates: UpdateSettings,
 }
 
 fn address(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -426,6 +433,7 @@ impl Settings {
         };
         file.analysis.validate().map_err(ConfigError::Analysis)?;
         file.pricing.validate().map_err(ConfigError::Analysis)?;
+        file.updates.validate().map_err(ConfigError::Analysis)?;
         Ok(Settings {
             mode,
             listen: address("listen", &listen)?,
@@ -442,6 +450,7 @@ impl Settings {
             sampling,
             analysis: file.analysis.clone(),
             pricing: file.pricing.clone(),
+            updates: file.updates.clone(),
         })
     }
 }

@@ -21,3 +21,4 @@ pub mod metrics;
 pub mod server;
 pub mod standalone;
 pub mod store;
+pub mod updates;

@@ -107,6 +107,8 @@ pub struct Gauges {
     pub store_bytes: u64,
     /// Agents with an open stream.
     pub agents_connected: usize,
+    /// The update checker's registry counters (`None`: update checks off).
+    pub registry: Option<upid::registry::RegistryStats>,
 }
 
 impl Metrics {
@@ -253,6 +255,36 @@ impl Metrics {
             "Agents with an open stream.",
             gauges.agents_connected as u64,
         );
+        let r = gauges.registry.unwrap_or_default();
+        for (name, help, value) in [
+            (
+                "upid_collector_registry_requests_total",
+                "HTTP requests sent to image registries and their token services (update checks).",
+                r.requests_sent,
+            ),
+            (
+                "upid_collector_registry_cache_hits_total",
+                "Registry answers served from the update checker's cache.",
+                r.cache_hits,
+            ),
+            (
+                "upid_collector_registry_cache_misses_total",
+                "Registry answers that had to be fetched.",
+                r.cache_misses,
+            ),
+            (
+                "upid_collector_registry_rate_limit_waits_total",
+                "Registry requests that waited for the per-registry rate limit.",
+                r.rate_limit_waits,
+            ),
+            (
+                "upid_collector_registry_retries_total",
+                "Registry requests retried after a transient failure.",
+                r.retries,
+            ),
+        ] {
+            counter(&mut out, name, help, value);
+        }
         gauge(
             &mut out,
             "upid_collector_writer_queue_jobs",

@@ -36,6 +36,7 @@ use crate::config::{Mode, Settings};
 use crate::metrics::{Gauges, Metrics};
 use crate::standalone::{HostSampler, StandaloneError};
 use crate::store::{Rollup, Store, StoreError, Writer, WriterError, WriterHandle};
+use crate::updates::UpdateChecker;
 
 /// How long shutdown waits for connections to finish before closing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -161,6 +162,7 @@ struct MetricsState {
     writer: WriterHandle,
     connected: Arc<ConnectedAgents>,
     store: PathBuf,
+    updates: Option<Arc<UpdateChecker>>,
 }
 
 async fn render_metrics(State(state): State<MetricsState>) -> impl IntoResponse {
@@ -169,6 +171,7 @@ async fn render_metrics(State(state): State<MetricsState>) -> impl IntoResponse 
         writer_queued: state.writer.queued(),
         store_bytes: crate::store::store_bytes(&state.store),
         agents_connected: state.connected.count(),
+        registry: state.updates.as_ref().map(|u| u.registry().stats()),
     });
     (
         [(
@@ -247,6 +250,17 @@ pub async fn run(
             Analyzer::new(settings.analysis.clone(), settings.pricing.clone()),
             Some(rollup.clone()),
         );
+    let update_checker = if settings.updates.enabled {
+        let checker = UpdateChecker::new(&settings.updates)
+            .map_err(|e| ServerError::Query(format!("image update checks: {e}")))?;
+        Some(Arc::new(checker))
+    } else {
+        None
+    };
+    let query_api = match &update_checker {
+        Some(checker) => query_api.with_updates(checker.clone()),
+        None => query_api,
+    };
     let rollup_task = tokio::spawn(run_rollups(rollup, ROLLUP_EVERY, stop_rx.clone()));
     let max = settings.max_message_bytes;
     let agent_service = InterceptedService::new(
@@ -326,6 +340,7 @@ pub async fn run(
                 writer: writer.clone(),
                 connected: connected.clone(),
                 store: settings.store.clone(),
+                updates: update_checker.clone(),
             });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

@@ -51,6 +51,7 @@ impl Collector {
             sampling: None,
             analysis: Default::default(),
             pricing: Default::default(),
+            updates: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();

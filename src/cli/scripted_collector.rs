@@ -180,6 +180,27 @@ impl query_service_server::QueryService for Scripted {
         self.record(|a| a.get_cost.push(r.into_inner()));
         Ok(Response::new(fixtures::cost()))
     }
+
+    async fn list_updates(
+        &self,
+        _: Request<v1::ListUpdatesRequest>,
+    ) -> Result<Response<v1::ListUpdatesResponse>, Status> {
+        Err(Status::unimplemented("unknown method ListUpdates"))
+    }
+
+    async fn record_update_events(
+        &self,
+        _: Request<v1::RecordUpdateEventsRequest>,
+    ) -> Result<Response<v1::RecordUpdateEventsResponse>, Status> {
+        Err(Status::unimplemented("unknown method RecordUpdateEvents"))
+    }
+
+    async fn list_update_events(
+        &self,
+        _: Request<v1::ListUpdateEventsRequest>,
+    ) -> Result<Response<v1::ListUpdateEventsResponse>, Status> {
+        Err(Status::unimplemented("unknown method ListUpdateEvents"))
+    }
 }
 
 /// A scripted collector on a free loopback port; its URL and what it was

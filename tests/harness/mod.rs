@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod pki;
 pub mod process;
+pub mod registry;
 pub mod store;
 
 pub use agent::{AgentCmd, SpoolFacts, agent, spool_facts};

@@ -17,6 +17,7 @@ mod inventory_read;
 mod query;
 mod rollup;
 pub mod schema;
+mod update_events;
 mod usage_read;
 mod writer;
 
@@ -37,6 +38,7 @@ pub use query::{
     QueryError, Rates, Reader, Series, StoredSample, TopEntry,
 };
 pub use rollup::{Rollup, RollupStats};
+pub use update_events::{DEFAULT_UPDATE_EVENT_LIMIT, MAX_RECORDED_EVENTS};
 pub use usage_read::{
     ActivityThresholds, CpuBucket, DailyPeak, QuietStretch, SeriesCost, SeriesFacts,
     SeriesIdentity, SqlPrices, UsageScope,
@@ -223,6 +225,12 @@ impl Store {
             .as_deref()
             .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
         schema::ensure(&mut conn, &shown, unix_now_ns())?;
+        // Additive and unversioned: older files gain the table on open.
+        conn.execute_batch(update_events::UPDATE_EVENTS_DDL)
+            .map_err(|source| StoreError::Schema {
+                step: "update_events table",
+                source,
+            })?;
         let dims = dims::Dims::load(&conn)?;
         Ok(Store { conn, path, dims })
     }

@@ -64,6 +64,9 @@ impl QuantitySkips {
     }
 }
 
+/// Annotations with this prefix are copied into a container's labels.
+pub const UPID_ANNOTATION_PREFIX: &str = "upid.io/";
+
 /// The container records of `pod`, owned by `workload`. Statuses without a
 /// `containerID` (not created yet) have no cgroup to join and are left out.
 pub fn container_records(
@@ -75,11 +78,20 @@ pub fn container_records(
     let namespace = meta.namespace.clone().unwrap_or_default();
     let pod_name = meta.name.clone().unwrap_or_default();
     let pod_uid = meta.uid.clone().unwrap_or_default();
-    let labels: HashMap<String, String> = meta
+    let mut labels: HashMap<String, String> = meta
         .labels
         .as_ref()
         .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
+    // upid's own annotations (update policy: `upid.io/update-policy`, ...)
+    // travel with the labels, so the collector reads one map whatever the
+    // runtime; an annotation wins over a label of the same key. Other
+    // annotations stay behind: they can be large (last-applied configs).
+    for (k, v) in meta.annotations.iter().flatten() {
+        if k.starts_with(UPID_ANNOTATION_PREFIX) {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
     let qos = pod
         .status
         .as_ref()
@@ -296,7 +308,10 @@ mod tests {
     #[test]
     fn a_crashlooping_container_after_an_oom_kill() {
         let p = pod(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "default", "uid": "u-1", "labels": {"app": "p"}},
+            "metadata": {"name": "p", "namespace": "default", "uid": "u-1",
+                "labels": {"app": "p", "upid.io/update-policy": "minor"},
+                "annotations": {"upid.io/update-policy": "patch", "upid.io/min-age": "3d",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
             "spec": {"containers": [{"name": "c", "image": "nginx:1.25",
                 "resources": {"requests": {"cpu": "250m", "memory": "bogus"},
                               "limits": {"cpu": "1", "memory": "128Mi"}}}]},
@@ -337,6 +352,17 @@ mod tests {
         assert_eq!(image.digest, "sha256:aa");
         assert_eq!(image.image_id, "docker.io/library/nginx@sha256:aa");
         assert_eq!(c.labels.get("app").map(String::as_str), Some("p"));
+        assert_eq!(
+            c.labels.get("upid.io/update-policy").map(String::as_str),
+            Some("patch"),
+            "upid.io annotations travel with the labels and win over a label"
+        );
+        assert_eq!(c.labels.get("upid.io/min-age").map(String::as_str), Some("3d"));
+        assert!(
+            !c.labels
+                .contains_key("kubectl.kubernetes.io/last-applied-configuration"),
+            "other annotations stay behind"
+        );
         assert_eq!(c.sources, vec!["kubernetes".to_string()]);
     }
 

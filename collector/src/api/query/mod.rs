@@ -23,7 +23,7 @@
 mod convert;
 mod pool;
 mod status;
-mod workloads;
+pub(crate) mod workloads;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,13 +36,17 @@ use upid::wire::v1::{
     ContainerDetail, CostRequest, CostResponse, GetContainerRequest, GetContainerSeriesRequest,
     GetContainerSeriesResponse, GetServerInfoRequest, IdleRequest, IdleResponse,
     ListContainersRequest, ListContainersResponse, ListEventsRequest, ListEventsResponse,
-    ListNodesRequest, ListNodesResponse, ListWorkloadsRequest, ListWorkloadsResponse,
-    RightsizeRequest, RightsizeResponse, ServerInfo, TopRequest, TopResponse,
+    ListNodesRequest, ListNodesResponse, ListUpdateEventsRequest, ListUpdateEventsResponse,
+    ListUpdatesRequest, ListUpdatesResponse, ListWorkloadsRequest, ListWorkloadsResponse,
+    RecordUpdateEventsRequest, RecordUpdateEventsResponse, RightsizeRequest, RightsizeResponse,
+    ServerInfo, TopRequest, TopResponse,
 };
 
 use self::pool::ReaderPool;
 use super::ServerFacts;
 use crate::analysis::{AnalysisError, Analyzer};
+use crate::auth::{Principal, Role};
+use crate::updates::UpdateChecker;
 use crate::store::{EventFilter, QueryError, Reader, Rollup};
 
 /// Readers (DuckDB connections) a [`QueryApi`] gets by default: queries
@@ -71,6 +75,7 @@ pub struct QueryApi {
     clock: Clock,
     analyzer: Arc<Analyzer>,
     rollup: Option<Arc<std::sync::Mutex<Rollup>>>,
+    updates: Option<Arc<UpdateChecker>>,
 }
 
 impl std::fmt::Debug for QueryApi {
@@ -105,6 +110,7 @@ impl QueryApi {
             clock: Arc::new(crate::store::unix_now_ns),
             analyzer: Arc::new(Analyzer::default()),
             rollup: None,
+            updates: None,
         })
     }
 
@@ -155,6 +161,14 @@ impl QueryApi {
                 })
             })
             .await
+    }
+
+    /// Answers `ListUpdates` with `checker` (without one, `ListUpdates` is
+    /// FAILED_PRECONDITION saying update checks are off).
+    #[must_use]
+    pub fn with_updates(mut self, checker: Arc<UpdateChecker>) -> QueryApi {
+        self.updates = Some(checker);
+        self
     }
 
     /// Reports every query's duration to `observer`.
@@ -452,6 +466,75 @@ impl QueryService for QueryApi {
         self.observed("GetCost", async {
             self.analyse("GetCost", move |a, reader, at| a.cost(reader, &r, at))
                 .await
+        })
+        .await
+    }
+
+    async fn list_updates(
+        &self,
+        request: Request<ListUpdatesRequest>,
+    ) -> Result<Response<ListUpdatesResponse>, Status> {
+        let r = request.into_inner();
+        let now = self.now();
+        self.observed("ListUpdates", async {
+            let Some(checker) = self.updates.clone() else {
+                return Err(Status::failed_precondition(
+                    "this collector does not check for image updates (updates.enabled is false in its config file)",
+                ));
+            };
+            let inventory = self
+                .pool
+                .run("ListUpdates", |reader| reader.inventory())
+                .await?;
+            Ok(checker.decide_running(&inventory, &r, now).await)
+        })
+        .await
+    }
+
+    async fn record_update_events(
+        &self,
+        request: Request<RecordUpdateEventsRequest>,
+    ) -> Result<Response<RecordUpdateEventsResponse>, Status> {
+        // With tokens configured, writing needs the admin role; without
+        // them every caller may (as every other call).
+        if let Some(p) = request.extensions().get::<Principal>()
+            && p.role != Role::Admin
+        {
+            return Err(Status::permission_denied(format!(
+                "token {:?} has role {:?}; recording update events needs an admin token",
+                p.name, p.role
+            )));
+        }
+        let events = request.into_inner().events;
+        let now = self.now();
+        self.observed("RecordUpdateEvents", async {
+            let recorded = self
+                .pool
+                .run("RecordUpdateEvents", move |reader| {
+                    reader.record_update_events(&events, now)
+                })
+                .await?;
+            Ok(RecordUpdateEventsResponse { recorded })
+        })
+        .await
+    }
+
+    async fn list_update_events(
+        &self,
+        request: Request<ListUpdateEventsRequest>,
+    ) -> Result<Response<ListUpdateEventsResponse>, Status> {
+        let r = request.into_inner();
+        self.observed("ListUpdateEvents", async {
+            if r.since_unix_ns < 0 {
+                return Err(Status::invalid_argument("since_unix_ns must be >= 0 (0: all)"));
+            }
+            let events = self
+                .pool
+                .run("ListUpdateEvents", move |reader| {
+                    reader.update_events(non_empty(r.target).as_deref(), r.since_unix_ns, r.limit)
+                })
+                .await?;
+            Ok(ListUpdateEventsResponse { events })
         })
         .await
     }

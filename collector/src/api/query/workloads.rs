@@ -41,7 +41,7 @@ const KIND_CGROUP: &str = "Cgroup";
 const SHORT_ID_CHARS: usize = 12;
 
 /// Kind names as `ListWorkloads` gives them, Kubernetes-style.
-fn kind_name(kind: i32) -> &'static str {
+pub(crate) fn kind_name(kind: i32) -> &'static str {
     match v1::WorkloadKind::try_from(kind) {
         Ok(v1::WorkloadKind::Deployment) => "Deployment",
         Ok(v1::WorkloadKind::StatefulSet) => "StatefulSet",
