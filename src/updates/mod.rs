@@ -5,4 +5,5 @@
 //! the CLI decides offline (`upid updates decide`) exactly as the collector
 //! decides for everything running.
 
+pub mod gate;
 pub mod reference;
