@@ -6,4 +6,8 @@
 //! decides for everything running.
 
 pub mod gate;
+pub mod classify;
+pub mod decide;
+pub mod policy;
 pub mod reference;
+pub mod tag;
