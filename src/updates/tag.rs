@@ -375,14 +375,17 @@ fn parse_tag(raw: &str) -> Option<Tag<'_>> {
         if metadata.is_empty() || metadata.contains('+') {
             return None;
         }
-        let digits = metadata
-            .bytes()
-            .rev()
-            .take_while(u8::is_ascii_digit)
-            .count();
-        if digits > 0 && tag.revision.is_none() {
-            let n = number(&metadata.as_bytes()[metadata.len() - digits..])?;
-            tag.revision = Some((n, RevisionStyle::Plus));
+        // `build5`, `build.17`, `20240102`: letters, an optional dot, a
+        // number. Anything else (`exp.sha.5114f85`) orders nothing.
+        let letters = metadata.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let digits = metadata[letters..]
+            .strip_prefix('.')
+            .unwrap_or(&metadata[letters..]);
+        if tag.revision.is_none()
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            tag.revision = Some((number(digits.as_bytes())?, RevisionStyle::Plus));
         }
     }
     Some(tag)
