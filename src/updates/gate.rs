@@ -636,7 +636,7 @@ pub(crate) fn span_words(ms: u64) -> String {
     let s = ms / 1_000;
     if s < 60 {
         // One decimal below 10 s, where it matters.
-        if s < 10 && ms % 1_000 != 0 {
+        if s < 10 && !ms.is_multiple_of(1_000) {
             return format!("{:.1} s", ms as f64 / 1_000.0);
         }
         return format!("{s} s");
