@@ -9,5 +9,6 @@
 
 pub mod cli;
 pub mod model;
+pub mod registry;
 pub mod updates;
 pub mod wire;

@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cli::time_arg::{self, TimeArg};
 use crate::wire::v1;
 
+mod updates;
+
+pub use updates::{AvailableTag, DecideArgs, PolicyArg, UpdatesWhat, parse_available};
+
 /// Where `upid` looks for the collector when neither `--server` nor
 /// `UPID_SERVER` is set: `upid-collector standalone` listens here.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -121,6 +125,14 @@ pub enum Command {
         /// What to analyze.
         #[command(subcommand)]
         what: AnalyzeWhat,
+    },
+    /// Image updates: which newer tag to take, what kind of change it is,
+    /// and whether the policy approves it (`decide`: offline, from tags
+    /// you give).
+    Updates {
+        /// What to do.
+        #[command(subcommand)]
+        what: UpdatesWhat,
     },
     /// Check the way to the collector step by step (address, TLS, health,
     /// auth, versions, clocks, agents) and say how to fix what fails.

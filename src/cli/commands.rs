@@ -1,8 +1,10 @@
 //! The commands that query the collector: call, turn the answer into
 //! views, render. Sorting and the empty-result hints live here too; the
-//! analysis commands are in [`analysis`].
+//! analysis commands are in [`analysis`]; `upid updates decide`, which
+//! asks no collector, in [`updates`].
 
 mod analysis;
+pub mod updates;
 
 use std::cmp::Ordering;
 use std::time::Duration;

@@ -31,7 +31,7 @@ use std::ffi::OsString;
 pub use args::Cli;
 pub use error::CliError;
 
-use args::{Command, DescribeWhat, GetWhat};
+use args::{Command, DescribeWhat, GetWhat, UpdatesWhat};
 use commands::Session;
 use connect::Settings;
 
@@ -64,6 +64,10 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
     let connect = &cli.connect;
     match cli.command {
         Command::Completion { shell } => Ok(Output::ok(completion::script(shell))),
+        // Offline: never connects to the collector.
+        Command::Updates {
+            what: UpdatesWhat::Decide(a),
+        } => commands::updates::decide(&a, format, doctor::now_unix_ns()),
         Command::Doctor => {
             let report = doctor::run(connect, ssl_cert_file).await;
             let mut out = Output::ok(doctor::report::render(&report, format)?);

@@ -5,4 +5,11 @@
 //! the CLI decides offline (`upid updates decide`) exactly as the collector
 //! decides for everything running.
 
+pub mod classify;
+pub mod decide;
+pub mod docker_apply;
+pub mod event;
+pub mod gate;
+pub mod policy;
 pub mod reference;
+pub mod tag;

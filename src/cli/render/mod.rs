@@ -8,6 +8,7 @@ mod describe;
 mod events;
 mod lists;
 mod table;
+mod updates;
 
 pub use analysis::{cost, cost_note, idle, rightsize};
 pub use analyze::analyze;
@@ -15,6 +16,7 @@ pub use describe::describe;
 pub use events::events;
 pub use lists::{containers, nodes, top, workloads};
 pub use table::Table;
+pub use updates::{decision, decisions_table};
 
 use serde::Serialize;
 

@@ -1,0 +1,213 @@
+//! Flags of `upid updates ...`.
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::cli::time_arg::{self, TimeArg};
+use crate::updates::policy::{AllowTags, PolicyLevel, parse_min_age};
+use crate::updates::reference::ImageReference;
+use crate::updates::tag::is_valid_tag;
+
+/// `upid updates ...`.
+#[derive(Debug, Subcommand)]
+pub enum UpdatesWhat {
+    /// Decide offline whether to update one image, from tags you give: no
+    /// collector and no registry are asked.
+    Decide(DecideArgs),
+}
+
+/// A policy level as `--policy` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// The default rules: digest, build and patch approved; minor and date
+    /// for review; major blocked; prereleases blocked unless allowed.
+    Default,
+    /// Block every update.
+    None,
+    /// Approve only a new digest of the running tag.
+    Digest,
+    /// Approve up to patch updates, block the rest.
+    Patch,
+    /// Approve up to minor updates, block major.
+    Minor,
+    /// Approve every version update (prereleases need --allow-tags).
+    Major,
+    /// Approve everything newer of the same shape, prereleases too.
+    All,
+}
+
+impl PolicyArg {
+    /// The level it names.
+    pub fn level(self) -> PolicyLevel {
+        match self {
+            PolicyArg::Default => PolicyLevel::Default,
+            PolicyArg::None => PolicyLevel::None,
+            PolicyArg::Digest => PolicyLevel::Digest,
+            PolicyArg::Patch => PolicyLevel::Patch,
+            PolicyArg::Minor => PolicyLevel::Minor,
+            PolicyArg::Major => PolicyLevel::Major,
+            PolicyArg::All => PolicyLevel::All,
+        }
+    }
+}
+
+/// One `--available` entry: a tag and, optionally, when it was created and
+/// its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailableTag {
+    /// The tag.
+    pub tag: String,
+    /// When its image was created.
+    pub created: Option<TimeArg>,
+    /// Its digest.
+    pub digest: Option<String>,
+}
+
+/// Flags of `upid updates decide`.
+#[derive(Debug, Clone, Args)]
+pub struct DecideArgs {
+    /// The running image: IMAGE:TAG, optionally with @DIGEST
+    /// (`nginx:1.25.3`, `ghcr.io/org/app:2.1@sha256:...`).
+    #[arg(long, value_name = "IMAGE:TAG", value_parser = parse_image)]
+    pub current: ImageReference,
+    /// The digest of the running image, when --current has none: a tag
+    /// listed in --available with another digest is then a digest update.
+    #[arg(long, value_name = "DIGEST", value_parser = parse_digest)]
+    pub current_digest: Option<String>,
+    /// The tags available, comma-separated or repeated. Each is TAG,
+    /// optionally followed by @WHEN (when it was created: a date
+    /// `2026-11-01`, an RFC 3339 time, or a duration ago such as `3d`)
+    /// and/or @DIGEST (`sha256:...`): `1.25.4@2026-11-01`, `1.25.3@sha256:...`.
+    #[arg(
+        long,
+        value_name = "TAG[@WHEN][@DIGEST]",
+        value_delimiter = ',',
+        required = true,
+        value_parser = parse_available
+    )]
+    pub available: Vec<AvailableTag>,
+    /// The policy level (as the `upid.io/update-policy` label); without it
+    /// the default rules apply.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub policy: Option<PolicyArg>,
+    /// The minimum release age (as `upid.io/min-age`): `7d`, `48h`.
+    /// Younger tags are held; tags of unknown age (no @WHEN) go to review.
+    #[arg(long, value_name = "DURATION", value_parser = parse_min_age_flag)]
+    pub min_age: Option<u64>,
+    /// Only tags the whole of which match this regular expression (as
+    /// `upid.io/allow-tags`); prereleases it matches are allowed.
+    #[arg(long, value_name = "REGEX", value_parser = parse_allow_tags)]
+    pub allow_tags: Option<AllowTags>,
+    /// Decide as of this time instead of now (same forms as @WHEN), to
+    /// try a min-age on fixed dates.
+    #[arg(long, value_name = "WHEN", value_parser = time_arg::parse)]
+    pub now: Option<TimeArg>,
+}
+
+fn parse_image(text: &str) -> Result<ImageReference, String> {
+    ImageReference::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_digest(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if is_digest(t) {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a digest: expected algorithm:hex such as sha256:<64 hex digits>"
+        ))
+    }
+}
+
+/// `algorithm:hex`, the hex at least 32 digits.
+fn is_digest(text: &str) -> bool {
+    match text.split_once(':') {
+        Some((algorithm, hex)) => {
+            !algorithm.is_empty()
+                && algorithm
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+                && hex.len() >= 32
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+/// `TAG[@WHEN][@DIGEST]` (the two extras in either order).
+pub fn parse_available(text: &str) -> Result<AvailableTag, String> {
+    let mut parts = text.trim().split('@');
+    let tag = parts.next().unwrap_or_default();
+    if !is_valid_tag(tag) {
+        return Err(format!(
+            "`{tag}` is not a tag: tags are up to 128 of [A-Za-z0-9_.-] (and + for build metadata), not starting with . or -"
+        ));
+    }
+    let mut entry = AvailableTag {
+        tag: tag.to_string(),
+        created: None,
+        digest: None,
+    };
+    for extra in parts {
+        if is_digest(extra) {
+            if entry.digest.is_some() {
+                return Err(format!("`{text}` has two digests"));
+            }
+            entry.digest = Some(extra.to_string());
+        } else {
+            if entry.created.is_some() {
+                return Err(format!("`{text}` has two creation times"));
+            }
+            entry.created = Some(time_arg::parse(extra).map_err(|e| {
+                format!("after @ in `{text}`: {e}, nor a digest (sha256:<64 hex digits>)")
+            })?);
+        }
+    }
+    Ok(entry)
+}
+
+fn parse_min_age_flag(text: &str) -> Result<u64, String> {
+    parse_min_age(text)
+        .map(|s| s.unwrap_or(0))
+        .map_err(|e| format!("{e}: use a duration such as 7d, 48h, 2w, 90m"))
+}
+
+fn parse_allow_tags(text: &str) -> Result<AllowTags, String> {
+    AllowTags::new(text).map_err(|e| format!("not a regular expression: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn available_entries_take_a_time_and_a_digest_in_either_order() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let e = parse_available(&format!("1.2.4@2026-11-01@{digest}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.tag, "1.2.4");
+        assert!(matches!(e.created, Some(TimeArg::At(_))));
+        assert_eq!(e.digest.as_deref(), Some(digest.as_str()));
+        let e = parse_available(&format!("1.2.4@{digest}@3d")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(e.created, Some(TimeArg::Ago(_))));
+        let e =
+            parse_available("1.2.4@2026-11-01T10:00:00+02:00").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(e.created, Some(TimeArg::At(_))));
+        assert_eq!(e.digest, None);
+    }
+
+    #[test]
+    fn bad_available_entries_say_what_works() {
+        for bad in [
+            "",
+            "-x",
+            "1.2.4@yesterday",
+            "1.2.4@sha256:xyz",
+            "a b",
+            "1@1d@2d",
+        ] {
+            assert!(parse_available(bad).is_err(), "{bad} is refused");
+        }
+        let e = parse_available("1.2.4@soon").err().unwrap_or_default();
+        assert!(e.contains("2024-05-01"), "{e}");
+    }
+}
