@@ -98,11 +98,16 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
 
     // One image per tag, each with its own content (label) so each has its
     // own digest. 1.0.2 fails its healthcheck.
-    let healthy = "HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/bin/busybox\", \"true\"]";
-    let failing = "HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/bin/busybox\", \"false\"]";
+    let healthy =
+        "HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/bin/busybox\", \"true\"]";
+    let failing =
+        "HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD [\"/bin/busybox\", \"false\"]";
     let mut push = |tag: &str, health: &str, content: &str| {
         let local = format!("{prefix}local:{tag}-{content}");
-        build_busybox_image_with(&local, &format!("LABEL upid.test.content={content}\n{health}"));
+        build_busybox_image_with(
+            &local,
+            &format!("LABEL upid.test.content={content}\n{health}"),
+        );
         registry.push(&local, &repo, tag)
     };
     let v100 = push("1.0.0", healthy, "a");
@@ -136,7 +141,14 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let collector = standalone(&dir.path().join("upid.duckdb")).start();
     let server = collector.url();
 
-    let names = ["default", "minor", "none", "prerelease", "variant", "latest"];
+    let names = [
+        "default",
+        "minor",
+        "none",
+        "prerelease",
+        "variant",
+        "latest",
+    ];
     let decisions = wait_for(WAIT, "upid updates to list every test container", || {
         let out = upid(&server, &["updates", "-o", "json"]);
         if !out.status.success() {
@@ -159,18 +171,28 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     // Default policy: the patch is approved; 1.1.0 (minor, review) and
     // 2.0.0/3.0.0 (major, blocked) are not taken; the newest is named.
     let def = d("default");
-    assert_eq!(s(&def["candidate"]), format!("{}/{repo}:1.0.1", registry.host), "{def:#}");
+    assert_eq!(
+        s(&def["candidate"]),
+        format!("{}/{repo}:1.0.1", registry.host),
+        "{def:#}"
+    );
     assert_eq!(s(&def["change"]), "patch", "{def:#}");
     assert_eq!(s(&def["decision"]), "approve", "{def:#}");
     assert_eq!(s(&def["policy"]), "default", "{def:#}");
     assert_eq!(s(&def["newest"]), "3.0.0", "{def:#}");
     assert!(
-        def["candidate_age_s"].as_i64().is_some_and(|a| (0..3600).contains(&a)),
+        def["candidate_age_s"]
+            .as_i64()
+            .is_some_and(|a| (0..3600).contains(&a)),
         "the registry gives the release age: {def:#}"
     );
 
     let minor = d("minor");
-    assert_eq!(s(&minor["candidate"]), format!("{}/{repo}:1.1.0", registry.host), "{minor:#}");
+    assert_eq!(
+        s(&minor["candidate"]),
+        format!("{}/{repo}:1.1.0", registry.host),
+        "{minor:#}"
+    );
     assert_eq!(s(&minor["change"]), "minor");
     assert_eq!(s(&minor["decision"]), "approve");
     assert_eq!(s(&minor["policy_source"]), "labels");
@@ -181,7 +203,11 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
 
     // `all` takes majors and prereleases: 3.0.0 is the newest of all.
     let all = d("prerelease");
-    assert_eq!(s(&all["candidate"]), format!("{}/{repo}:3.0.0", registry.host), "{all:#}");
+    assert_eq!(
+        s(&all["candidate"]),
+        format!("{}/{repo}:3.0.0", registry.host),
+        "{all:#}"
+    );
     assert_eq!(s(&all["decision"]), "approve");
 
     // The alpine variant has no newer alpine tag: never 1.1.0 or 2.0.0.
@@ -198,13 +224,24 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let table = upid(&server, &["updates"]);
     assert!(table.status.success());
     let table = String::from_utf8_lossy(&table.stdout).to_string();
-    assert!(table.contains(&format!("{prefix}minor")) && table.contains("approve"), "{table}");
+    assert!(
+        table.contains(&format!("{prefix}minor")) && table.contains("approve"),
+        "{table}"
+    );
 
     // Apply the approved patch to `default`: recreated on 1.0.1, healthy.
     let target = format!("{prefix}default");
     let out = upid(
         &server,
-        &["updates", "apply", &target, "--gate-window", "3s", "-o", "json"],
+        &[
+            "updates",
+            "apply",
+            &target,
+            "--gate-window",
+            "3s",
+            "-o",
+            "json",
+        ],
     );
     assert!(
         out.status.success(),
@@ -221,21 +258,41 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     // collector first has to see the recreated container (its inventory)
     // and the new tag (asked again with --refresh).
     push("1.0.2", failing, "bad");
-    wait_for(WAIT, "the collector to offer 1.0.2 to the recreated container", || {
-        let v = upid_json(&server, &["updates", "--refresh", "-o", "json"]);
-        let d = decision_for(&v, &target)?;
-        (s(&d["current"]).ends_with(":1.0.1") && s(&d["candidate"]).ends_with(":1.0.2"))
-            .then_some(())
-    });
+    wait_for(
+        WAIT,
+        "the collector to offer 1.0.2 to the recreated container",
+        || {
+            let v = upid_json(&server, &["updates", "--refresh", "-o", "json"]);
+            let d = decision_for(&v, &target)?;
+            (s(&d["current"]).ends_with(":1.0.1") && s(&d["candidate"]).ends_with(":1.0.2"))
+                .then_some(())
+        },
+    );
     let out = upid(
         &server,
-        &["updates", "apply", &target, "--gate-window", "3s", "-o", "json"],
+        &[
+            "updates",
+            "apply",
+            &target,
+            "--gate-window",
+            "3s",
+            "-o",
+            "json",
+        ],
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    assert!(!out.status.success(), "a rolled-back update exits non-zero: {report:#}");
+    assert!(
+        !out.status.success(),
+        "a rolled-back update exits non-zero: {report:#}"
+    );
     assert_eq!(s(&report["verdict"]), "failed", "{report:#}");
     assert_eq!(report["rolled_back"], true, "{report:#}");
-    let image = run(Command::new("docker").args(["inspect", "-f", "{{.Config.Image}} {{.State.Running}}", &target]));
+    let image = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.Config.Image}} {{.State.Running}}",
+        &target,
+    ]));
     assert_eq!(
         image.trim(),
         format!("{}/{repo}:1.0.1 true", registry.host),
@@ -255,7 +312,10 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
         .and_then(|e| e.iter().find(|x| x["kind"] == "rolled_back"))
         .map(|x| s(&x["message"]).to_string())
         .unwrap_or_default();
-    assert!(rolled.contains("unhealthy") || rolled.contains("health"), "{rolled}");
+    assert!(
+        rolled.contains("unhealthy") || rolled.contains("health"),
+        "{rolled}"
+    );
     drop(collector);
 }
 

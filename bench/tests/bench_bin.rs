@@ -49,8 +49,18 @@ fn updates_benchmark_runs_and_reports_its_goal() {
     // Every image got a decision, and the mix of policies produced both
     // approvals and non-approvals.
     let verdicts = report["verdicts"].as_object().expect("verdict counts");
-    let total: u64 = verdicts.values().filter_map(serde_json::Value::as_u64).sum();
+    let total: u64 = verdicts
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
     assert_eq!(total, 60, "{verdicts:?}");
-    assert!(verdicts.get("approve").and_then(|v| v.as_u64()).unwrap_or(0) > 0, "{verdicts:?}");
+    assert!(
+        verdicts
+            .get("approve")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            > 0,
+        "{verdicts:?}"
+    );
     assert!(verdicts.len() >= 2, "{verdicts:?}");
 }

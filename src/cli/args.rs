@@ -11,7 +11,10 @@ use crate::wire::v1;
 
 mod updates;
 
-pub use updates::{AvailableTag, DecideArgs, PolicyArg, UpdatesWhat, parse_available};
+pub use updates::{
+    ApplyArgs, AvailableTag, DecideArgs, PolicyArg, UpdateEventsArgs, UpdatesListArgs, UpdatesWhat,
+    parse_available,
+};
 
 /// Where `upid` looks for the collector when neither `--server` nor
 /// `UPID_SERVER` is set: `upid-collector standalone` listens here.
@@ -129,10 +132,15 @@ pub enum Command {
     /// Image updates: which newer tag to take, what kind of change it is,
     /// and whether the policy approves it (`decide`: offline, from tags
     /// you give).
+    #[command(args_conflicts_with_subcommands = true)]
     Updates {
-        /// What to do.
+        /// What to do; without a subcommand, list the decision for every
+        /// running image.
         #[command(subcommand)]
-        what: UpdatesWhat,
+        what: Option<UpdatesWhat>,
+        /// Flags of the listing.
+        #[command(flatten)]
+        list: UpdatesListArgs,
     },
     /// Check the way to the collector step by step (address, TLS, health,
     /// auth, versions, clocks, agents) and say how to fix what fails.

@@ -214,6 +214,13 @@ pub enum CliError {
         /// Why.
         cause: String,
     },
+    /// `upid updates apply` refused or failed; the message says what state
+    /// the containers are in and what to do.
+    #[error("{message}")]
+    Apply {
+        /// What happened and what to do.
+        message: String,
+    },
 }
 
 impl CliError {
@@ -233,6 +240,7 @@ impl CliError {
             | CliError::Timeout { cause, .. }
             | CliError::Tls { cause, .. }
             | CliError::Encode { cause, .. } => cause.clone(),
+            CliError::Apply { message } => message.clone(),
             CliError::BadFlag { reason, .. } => reason.clone(),
             CliError::SchemeMismatch { mismatch, .. } => match mismatch {
                 SchemeMismatch::ServerWantsTls => "the collector speaks TLS, the URL says http://",
@@ -302,6 +310,9 @@ impl CliError {
             }
             CliError::BadFlag { flag, .. } => format!("correct {flag} (see `upid help`)"),
             CliError::Encode { .. } => "report this as a bug".into(),
+            CliError::Apply { .. } => {
+                "see `upid updates` for the decision and `upid updates events` for what was recorded".into()
+            }
         }
     }
 }

@@ -66,8 +66,33 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
         Command::Completion { shell } => Ok(Output::ok(completion::script(shell))),
         // Offline: never connects to the collector.
         Command::Updates {
-            what: UpdatesWhat::Decide(a),
+            what: Some(UpdatesWhat::Decide(a)),
+            ..
         } => commands::updates::decide(&a, format, doctor::now_unix_ns()),
+        Command::Updates { what: None, list } => {
+            session(connect, ssl_cert_file)
+                .await?
+                .updates(&list, format)
+                .await
+        }
+        Command::Updates {
+            what: Some(UpdatesWhat::Apply(a)),
+            ..
+        } => {
+            session(connect, ssl_cert_file)
+                .await?
+                .apply_update(&a, format)
+                .await
+        }
+        Command::Updates {
+            what: Some(UpdatesWhat::Events(a)),
+            ..
+        } => {
+            session(connect, ssl_cert_file)
+                .await?
+                .update_events(&a, format)
+                .await
+        }
         Command::Doctor => {
             let report = doctor::run(connect, ssl_cert_file).await;
             let mut out = Output::ok(doctor::report::render(&report, format)?);

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod analyze;
 pub mod events;
 pub mod inventory;
+pub mod updates;
 
 use serde::Serialize;
 

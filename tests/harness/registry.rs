@@ -50,9 +50,11 @@ impl Registry {
             Command::new(REGISTRY_BIN).arg("serve").arg(&config),
         );
         let addr = host.parse().expect("registry address");
-        wait_for(Duration::from_secs(30), "the registry to answer /v2/", || {
-            super::collector::http_get(addr, "/v2/").ok()
-        });
+        wait_for(
+            Duration::from_secs(30),
+            "the registry to answer /v2/",
+            || super::collector::http_get(addr, "/v2/").ok(),
+        );
         Registry {
             _proc: proc,
             _dir: dir,

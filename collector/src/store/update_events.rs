@@ -118,19 +118,22 @@ impl Reader {
             )
             .map_err(sql("list update events"))?;
         let rows = stmt
-            .query_map(duckdb::params![target, since_unix_ns, i64::from(limit)], |r| {
-                let ids: String = r.get(7)?;
-                Ok(v1::UpdateEvent {
-                    timestamp_unix_ns: r.get(0)?,
-                    target: r.get(1)?,
-                    kind: r.get(2)?,
-                    from_image: r.get(3)?,
-                    to_image: r.get(4)?,
-                    message: r.get(5)?,
-                    node: r.get(6)?,
-                    container_ids: serde_json::from_str(&ids).unwrap_or_default(),
-                })
-            })
+            .query_map(
+                duckdb::params![target, since_unix_ns, i64::from(limit)],
+                |r| {
+                    let ids: String = r.get(7)?;
+                    Ok(v1::UpdateEvent {
+                        timestamp_unix_ns: r.get(0)?,
+                        target: r.get(1)?,
+                        kind: r.get(2)?,
+                        from_image: r.get(3)?,
+                        to_image: r.get(4)?,
+                        message: r.get(5)?,
+                        node: r.get(6)?,
+                        container_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                    })
+                },
+            )
             .map_err(sql("list update events"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("list update events"))

@@ -178,7 +178,10 @@ impl UpdateChecker {
         now_unix_s: i64,
         now_unix_ns: i64,
     ) -> Result<v1::UpdateDecision, String> {
-        let who = format!("{}/{} container {}", key.namespace, key.workload, key.container);
+        let who = format!(
+            "{}/{} container {}",
+            key.namespace, key.workload, key.container
+        );
         let reference = ImageReference::parse(&key.image)
             .map_err(|e| format!("{who}: image {:?}: {e}", key.image))?;
         let policy = Policy::from_labels(&group.labels, &self.default_policy).map_err(|e| {
@@ -186,7 +189,10 @@ impl UpdateChecker {
             format!("{who}: {e}; fix the label (no decision is made on a policy upid cannot read)")
         })?;
         let running_digest = group.running_digest.as_deref();
-        let (candidates, registry_error) = match self.candidates(&reference, running_digest, &policy, now_unix_s).await {
+        let (candidates, registry_error) = match self
+            .candidates(&reference, running_digest, &policy, now_unix_s)
+            .await
+        {
             Ok(c) => (c, String::new()),
             Err(e) => {
                 tracing::warn!(image = %reference, error = %e, "registry not answering for update check");
@@ -212,8 +218,7 @@ impl UpdateChecker {
         };
         let tags = self.registry.list_tags(reference).await?;
         let relevant = relevant_tags(current_tag, tags.iter().map(String::as_str));
-        let mut candidates: Vec<Candidate> =
-            relevant.iter().map(|t| Candidate::tag(*t)).collect();
+        let mut candidates: Vec<Candidate> = relevant.iter().map(|t| Candidate::tag(*t)).collect();
 
         // Which tags to ask about: first decide without metadata.
         let first = decide(reference, running_digest, &candidates, policy, now_unix_s);
@@ -249,7 +254,9 @@ impl UpdateChecker {
                 }
                 // The running tag vanished (or one candidate failed): the
                 // others still count; the candidate stays without an age.
-                Err(e) => tracing::debug!(image = %reference, tag, error = %e, "tag metadata unavailable"),
+                Err(e) => {
+                    tracing::debug!(image = %reference, tag, error = %e, "tag metadata unavailable")
+                }
             }
         }
         for c in &mut candidates {
@@ -287,10 +294,7 @@ fn group_running(
             continue;
         }
         let (workload_kind, workload) = match &info.workload {
-            Some(w) if !w.name.is_empty() => (
-                kind_name(w.kind).to_owned(),
-                w.name.clone(),
-            ),
+            Some(w) if !w.name.is_empty() => (kind_name(w.kind).to_owned(), w.name.clone()),
             _ => ("Container".to_owned(), info.name.clone()),
         };
         let namespace = info.namespace.clone();
@@ -361,7 +365,10 @@ fn to_wire(
     let reason = if registry_error.is_empty() {
         d.reason
     } else {
-        format!("the registry could not be asked ({registry_error}); {}", d.reason)
+        format!(
+            "the registry could not be asked ({registry_error}); {}",
+            d.reason
+        )
     };
     v1::UpdateDecision {
         namespace: key.namespace,

@@ -85,7 +85,8 @@ impl UpdateSettings {
         if self.concurrency == 0 {
             return Err("updates.concurrency must be at least 1".into());
         }
-        if !self.min_age.trim().is_empty() && humantime::parse_duration(self.min_age.trim()).is_err()
+        if !self.min_age.trim().is_empty()
+            && humantime::parse_duration(self.min_age.trim()).is_err()
         {
             return Err(format!(
                 "updates.min_age {:?} is not a duration such as 3d or 48h",

@@ -1,6 +1,10 @@
 //! Flags of `upid updates ...`.
 
+use std::time::Duration;
+
 use clap::{Args, Subcommand, ValueEnum};
+
+use crate::cli::args::NamespaceArgs;
 
 use crate::cli::time_arg::{self, TimeArg};
 use crate::updates::policy::{AllowTags, PolicyLevel, parse_min_age};
@@ -13,6 +17,80 @@ pub enum UpdatesWhat {
     /// Decide offline whether to update one image, from tags you give: no
     /// collector and no registry are asked.
     Decide(DecideArgs),
+    /// Update one Docker container on this host to the image its decision
+    /// approves: recreate it keeping its configuration, run the health
+    /// gate, roll back automatically when the gate fails, and record every
+    /// step at the collector (`upid updates events`).
+    Apply(ApplyArgs),
+    /// Steps of applied updates recorded at the collector, newest first.
+    Events(UpdateEventsArgs),
+}
+
+/// Flags of `upid updates` (the listing).
+#[derive(Debug, Clone, Default, Args)]
+pub struct UpdatesListArgs {
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+    /// Only this workload (its name).
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Ask the registries again instead of using the collector's cache.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+/// Flags of `upid updates apply`.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// The container: its name or id on this host's Docker Engine.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Apply even when the decision is not `approve` (review, hold, block),
+    /// or apply --to a tag of your choosing.
+    #[arg(long)]
+    pub force: bool,
+    /// Move to this tag of the same image instead of the decision's
+    /// candidate (needs --force unless it is the approved candidate).
+    #[arg(long, value_name = "TAG")]
+    pub to: Option<String>,
+    /// Ask the registries again before deciding.
+    #[arg(long)]
+    pub refresh: bool,
+    /// How long the new container is watched after its health check
+    /// settled (restarts, exits, OOM kills, CPU and memory).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub gate_window: Duration,
+    /// How long the new container's health check may take to become
+    /// healthy or unhealthy.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub health_timeout: Duration,
+    /// How long the old container is watched first (the baseline).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub before_window: Duration,
+    /// Keep the old container (stopped, renamed `<name>-upid-rollback`)
+    /// after a healthy update instead of removing it.
+    #[arg(long)]
+    pub keep_old: bool,
+    /// Roll back on a degraded verdict too (default: keep the update, and
+    /// the old container stopped for a manual rollback).
+    #[arg(long)]
+    pub rollback_on_degraded: bool,
+}
+
+/// Flags of `upid updates events`.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateEventsArgs {
+    /// Only events of this container (or workload) name.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Only events at or after this time: a duration back from now (`7d`)
+    /// or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = time_arg::parse)]
+    pub since: Option<TimeArg>,
+    /// At most this many, the newest (0: the collector's default, 100).
+    #[arg(long, default_value_t = 0)]
+    pub limit: u32,
 }
 
 /// A policy level as `--policy` takes it.

@@ -5,6 +5,7 @@ use crate::cli::args::Format;
 use crate::cli::error::CliError;
 use crate::cli::render::{Table, structured};
 use crate::cli::units;
+use crate::cli::view::updates::{ApplyView, UpdateEventsView, UpdatesView};
 use crate::updates::decide::{Decision, span};
 
 /// One decision: the object itself as JSON or YAML; a one-row table.
@@ -63,4 +64,118 @@ pub fn decisions_table(decisions: &[Decision], wide: bool) -> String {
         table.row(row);
     }
     table.render()
+}
+
+/// `upid updates`: one row per workload container and image: NAMESPACE,
+/// WORKLOAD, CONTAINER, CURRENT, CANDIDATE, CHANGE, DECISION, AGE, REASON;
+/// wide adds POLICY, NEWEST and NODES. Skipped containers follow as notes.
+pub fn updates(view: &UpdatesView, format: Format) -> Result<String, CliError> {
+    if let Some(text) = structured(view, format) {
+        return text;
+    }
+    let wide = format == Format::Wide;
+    let mut headers = vec!["NAMESPACE", "WORKLOAD", "CONTAINER", "CURRENT", "CANDIDATE"];
+    headers.extend(["CHANGE", "DECISION", "AGE"]);
+    if wide {
+        headers.extend(["POLICY", "NEWEST", "NODES"]);
+    }
+    headers.push("REASON");
+    let mut table = Table::new(&headers);
+    let dash = || "-".to_string();
+    for d in &view.decisions {
+        let mut row = vec![
+            if d.namespace.is_empty() {
+                dash()
+            } else {
+                d.namespace.clone()
+            },
+            d.workload.clone(),
+            d.container.clone(),
+            d.current.clone(),
+            d.candidate.clone().unwrap_or_else(dash),
+            d.change.clone(),
+            d.decision.clone(),
+            d.candidate_age_s
+                .map_or_else(dash, |a| span(u64::try_from(a).unwrap_or(0))),
+        ];
+        if wide {
+            row.extend([
+                format!("{} ({})", d.policy, d.policy_source),
+                d.newest.clone().unwrap_or_else(dash),
+                d.nodes.join(","),
+            ]);
+        }
+        row.push(d.reason.clone());
+        table.row(row);
+    }
+    let mut out = table.render();
+    for s in &view.skipped {
+        out.push_str(&format!("skipped: {s}\n"));
+    }
+    Ok(out)
+}
+
+/// `upid updates events`: TIME, TARGET, KIND, FROM, TO, MESSAGE.
+pub fn update_events(view: &UpdateEventsView, format: Format) -> Result<String, CliError> {
+    if let Some(text) = structured(view, format) {
+        return text;
+    }
+    let mut table = Table::new(&["TIME", "TARGET", "KIND", "FROM", "TO", "MESSAGE"]);
+    for e in &view.events {
+        table.row(vec![
+            e.time.clone().unwrap_or_else(|| "-".into()),
+            e.target.clone(),
+            e.kind.clone(),
+            e.from_image.clone(),
+            e.to_image.clone(),
+            e.message.clone(),
+        ]);
+    }
+    Ok(table.render())
+}
+
+/// `upid updates apply`: the report as JSON/YAML; for people, the verdict,
+/// each gate check and every step.
+pub fn apply(view: &ApplyView, format: Format) -> Result<String, CliError> {
+    if let Some(text) = structured(view, format) {
+        return text;
+    }
+    let mut out = format!(
+        "{}: {} -> {}: {}{}\n",
+        view.container,
+        view.from_image,
+        view.to_image,
+        view.verdict,
+        if view.rolled_back {
+            ", rolled back"
+        } else {
+            ""
+        }
+    );
+    out.push_str(&format!("{}\n\n", view.gate.summary));
+    let mut checks = Table::new(&["CHECK", "OUTCOME", "BEFORE", "AFTER", "REASON"]);
+    for c in &view.gate.checks {
+        checks.row(vec![
+            c.check.as_str().to_string(),
+            format!("{:?}", c.outcome).to_lowercase(),
+            c.before.clone(),
+            c.after.clone(),
+            c.reason.clone(),
+        ]);
+    }
+    out.push_str(&checks.render());
+    out.push('\n');
+    let mut steps = Table::new(&["TIME", "STEP", "MESSAGE"]);
+    for e in &view.events {
+        steps.row(vec![
+            units::rfc3339(e.ts_unix_ms.saturating_mul(1_000_000)).unwrap_or_else(|| "-".into()),
+            e.kind.as_str().to_string(),
+            e.message.clone(),
+        ]);
+    }
+    out.push_str(&steps.render());
+    if let Some(warning) = &view.recording_error {
+        out.push_str(&format!("\nnot recorded at the collector: {warning}\n"));
+    }
+    Ok(out)
 }

@@ -357,7 +357,10 @@ mod tests {
             Some("patch"),
             "upid.io annotations travel with the labels and win over a label"
         );
-        assert_eq!(c.labels.get("upid.io/min-age").map(String::as_str), Some("3d"));
+        assert_eq!(
+            c.labels.get("upid.io/min-age").map(String::as_str),
+            Some("3d")
+        );
         assert!(
             !c.labels
                 .contains_key("kubectl.kubernetes.io/last-applied-configuration"),

@@ -46,8 +46,8 @@ use self::pool::ReaderPool;
 use super::ServerFacts;
 use crate::analysis::{AnalysisError, Analyzer};
 use crate::auth::{Principal, Role};
-use crate::updates::UpdateChecker;
 use crate::store::{EventFilter, QueryError, Reader, Rollup};
+use crate::updates::UpdateChecker;
 
 /// Readers (DuckDB connections) a [`QueryApi`] gets by default: queries
 /// running at once; more wait for a free one.
@@ -526,7 +526,9 @@ impl QueryService for QueryApi {
         let r = request.into_inner();
         self.observed("ListUpdateEvents", async {
             if r.since_unix_ns < 0 {
-                return Err(Status::invalid_argument("since_unix_ns must be >= 0 (0: all)"));
+                return Err(Status::invalid_argument(
+                    "since_unix_ns must be >= 0 (0: all)",
+                ));
             }
             let events = self
                 .pool
