@@ -57,7 +57,8 @@ pub enum RegistryError {
     },
     /// No connection, TLS failure, or the connection broke.
     #[error(
-        "registry {registry}: {url}: unreachable: {problem}; check the host name, port and network (plain HTTP is used only for localhost, 127.0.0.0/8, ::1 and configured insecure registries, HTTPS otherwise)"
+        "registry {registry}: {url}: unreachable: {problem}; {}",
+        unreachable_advice(problem)
     )]
     Unreachable {
         /// Registry host.
@@ -176,6 +177,14 @@ fn retry_text(retry_after_s: Option<u64>) -> String {
             "retry after {s} s (the client refuses requests to this registry until then); lower the request rate or log in for a higher limit"
         ),
         None => "retry later; lower the request rate or log in for a higher limit".to_string(),
+    }
+}
+
+fn unreachable_advice(problem: &str) -> &'static str {
+    if problem.contains("certificate") {
+        "the registry's TLS certificate is not trusted here: install its CA in the system's certificates or add the CA's PEM file to the registry client's CA files"
+    } else {
+        "check the host name, port and network (plain HTTP is used only for localhost, 127.0.0.0/8, ::1 and configured insecure registries, HTTPS otherwise)"
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) struct Transport {
     insecure: Vec<String>,
     counters: Arc<Counters>,
     blocked_until: Mutex<HashMap<String, Instant>>,
+    /// The scheme a plain-HTTP-eligible host turned out to speak.
+    learnt_schemes: Mutex<HashMap<String, &'static str>>,
 }
 
 impl Transport {
@@ -118,16 +120,36 @@ impl Transport {
                 .collect(),
             counters,
             blocked_until: Mutex::new(HashMap::new()),
+            learnt_schemes: Mutex::new(HashMap::new()),
         })
     }
 
-    /// `http://host` or `https://host` for a registry host (with port).
+    /// `http://host` or `https://host` for a registry host (with port):
+    /// plain HTTP first for loopback and insecure registries, unless the
+    /// host turned out to speak HTTPS.
     pub(crate) fn base_url(&self, host: &str) -> String {
-        if plain_http_allowed(host, &self.insecure) {
+        if let Some(scheme) = self.learnt_scheme(host) {
+            format!("{scheme}://{host}")
+        } else if plain_http_allowed(host, &self.insecure) {
             format!("http://{host}")
         } else {
             format!("https://{host}")
         }
+    }
+
+    fn learnt_scheme(&self, host: &str) -> Option<&'static str> {
+        self.learnt_schemes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .copied()
+    }
+
+    fn learn_scheme(&self, host: &str, scheme: &'static str) {
+        self.learnt_schemes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), scheme);
     }
 
     /// Whether `host` may be spoken to over plain HTTP.
@@ -138,7 +160,66 @@ impl Transport {
     /// One request, with redirects and retries; any status is returned
     /// except 429, which is an error (and blocks the host for `Retry-After`).
     /// `registry` names the registry in errors.
+    ///
+    /// The first plain-HTTP request to a loopback or insecure registry that
+    /// answers as an HTTPS server would (Go's "Client sent an HTTP request to
+    /// an HTTPS server", or a broken connection) is sent again over HTTPS, as
+    /// Docker falls back between the two; the host's scheme is remembered.
     pub(crate) async fn exchange(
+        &self,
+        registry: &str,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Response, RegistryError> {
+        let host = host_of(url).to_string();
+        let Some(rest) = url.strip_prefix("http://") else {
+            return self
+                .exchange_following(registry, method, url, accept, authorization)
+                .await;
+        };
+        if self.learnt_scheme(&host).is_some() || !self.plain_http_allowed(&host) {
+            return self
+                .exchange_following(registry, method, url, accept, authorization)
+                .await;
+        }
+        let plain = self
+            .exchange_following(registry, method.clone(), url, accept, authorization)
+            .await;
+        let speaks_tls = match &plain {
+            Ok(r) => {
+                r.status == StatusCode::BAD_REQUEST
+                    && String::from_utf8_lossy(&r.body).contains("HTTPS server")
+            }
+            Err(RegistryError::Unreachable { .. }) => true,
+            Err(_) => false,
+        };
+        if !speaks_tls {
+            if plain.is_ok() {
+                self.learn_scheme(&host, "http");
+            }
+            return plain;
+        }
+        let tls_url = format!("https://{rest}");
+        match self
+            .exchange_following(registry, method, &tls_url, accept, authorization)
+            .await
+        {
+            Ok(response) => {
+                self.learn_scheme(&host, "https");
+                Ok(response)
+            }
+            // A plain-HTTP answer saying "use HTTPS": the TLS error says why
+            // that failed (an unknown CA, say). A dead host: the first error.
+            Err(tls_error) => match plain {
+                Ok(_) => Err(tls_error),
+                Err(plain_error) => Err(plain_error),
+            },
+        }
+    }
+
+    async fn exchange_following(
         &self,
         registry: &str,
         method: Method,

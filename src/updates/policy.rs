@@ -150,13 +150,19 @@ pub struct AllowTags {
 impl AllowTags {
     /// Compiles `pattern`; the error is the regex library's explanation.
     pub fn new(pattern: &str) -> Result<AllowTags, String> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-            .size_limit(ALLOW_TAGS_SIZE_LIMIT_BYTES)
-            .build()
-            .map_err(|e| match e {
-                regex::Error::CompiledTooBig(_) => "the expression is too large".to_string(),
-                other => other.to_string(),
-            })?;
+        let build = |expression: &str| {
+            regex::RegexBuilder::new(expression)
+                .size_limit(ALLOW_TAGS_SIZE_LIMIT_BYTES)
+                .build()
+                .map_err(|e| match e {
+                    regex::Error::CompiledTooBig(_) => "the expression is too large".to_string(),
+                    other => other.to_string(),
+                })
+        };
+        // Errors point into the expression as written, not the anchored
+        // one.
+        build(pattern)?;
+        let regex = build(&format!("^(?:{pattern})$"))?;
         Ok(AllowTags {
             pattern: pattern.to_string(),
             regex,

@@ -456,7 +456,9 @@ fn read_date(tag: &mut Tag<'_>, bytes: &[u8], mut i: usize, lens: &[usize]) -> O
                 _ => return Some(i),
             };
             let sep = bytes[i];
-            let tail = bytes.get(i..i + 6)?;
+            let Some(tail) = bytes.get(i..i + 6) else {
+                return Some(i);
+            };
             let two = |d: &[u8]| {
                 d.iter()
                     .all(u8::is_ascii_digit)

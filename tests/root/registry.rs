@@ -132,7 +132,8 @@ fn http_body(port: u16, path: &str) -> String {
 }
 
 /// Debian's docker-registry on a free loopback port, storage in a temp dir,
-/// optionally with htpasswd basic auth. Stopped on drop.
+/// with `auth` (a top-level YAML section) and `http_extra` (more of the
+/// `http:` section, e.g. `tls:`). Stopped on drop.
 struct Registry {
     child: Child,
     port: u16,
@@ -140,22 +141,11 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(htpasswd: Option<&str>) -> Registry {
+    fn start(auth: &str, http_extra: &str) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let auth = match htpasswd {
-            Some(line) => {
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, line).expect("write htpasswd");
-                format!(
-                    "auth:\n  htpasswd:\n    realm: upid-test\n    path: {}\n",
-                    path.display()
-                )
-            }
-            None => String::new(),
-        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{auth}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -169,8 +159,9 @@ impl Registry {
             .spawn()
             .expect("start docker-registry");
         let registry = Registry { child, port, dir };
+        // Any HTTP answer means it is up (a TLS one answers plain HTTP with 400).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http_status(port, "/v2/"), Some(200 | 401)) {
+        while !matches!(http_status(port, "/v2/"), Some(200 | 400 | 401)) {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not answer on port {port}: {}",
@@ -463,7 +454,7 @@ const TAGS: [&str; 7] = [
 #[test]
 fn real_registry_tags_digests_created_and_cache() {
     skip_without!(true);
-    let registry = Registry::start(None);
+    let registry = Registry::start("", "");
     let host = registry.host();
     let images = Images::default();
     let nonce = format!("{}-{}", std::process::id(), registry.port);
@@ -751,28 +742,21 @@ fn real_registry_tags_digests_created_and_cache() {
     drop(registry);
 }
 
-/// Basic auth: a registry with an htpasswd (bcrypt) user; `docker login`
-/// writes the config.json the client reads. Without it, or with a wrong
-/// password, or with only a credential helper: a clear 401.
-#[test]
-fn real_registry_basic_auth_from_docker_config() {
-    skip_without!(true);
-    let line = run(Command::new("/usr/bin/htpasswd").args(["-Bbn", "alice", "s3cret:pw"]));
-    let registry = Registry::start(Some(&line));
-    let host = registry.host();
-    let images = Images::default();
+/// `docker login` into a fresh Docker config directory (which then holds
+/// the config.json the client reads).
+fn docker_login(host: &str, user: &str, password: &str) -> tempfile::TempDir {
     let login = tempfile::tempdir().expect("temp dir");
     let out = Command::new("docker")
         .arg("--config")
         .arg(login.path())
-        .args(["login", "-u", "alice", "--password-stdin", &host])
+        .args(["login", "-u", user, "--password-stdin", host])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut child| {
             if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(b"s3cret:pw")?;
+                stdin.write_all(password.as_bytes())?;
             }
             child.wait_with_output()
         })
@@ -782,6 +766,29 @@ fn real_registry_basic_auth_from_docker_config() {
         "docker login: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    login
+}
+
+/// Basic auth: a registry with an htpasswd (bcrypt) user; `docker login`
+/// writes the config.json the client reads. Without it, or with a wrong
+/// password, or with only a credential helper: a clear 401.
+#[test]
+fn real_registry_basic_auth_from_docker_config() {
+    skip_without!(true);
+    let line = run(Command::new("/usr/bin/htpasswd").args(["-Bbn", "alice", "s3cret:pw"]));
+    let auth_dir = tempfile::tempdir().expect("temp dir");
+    let htpasswd = auth_dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, line).expect("write htpasswd");
+    let registry = Registry::start(
+        &format!(
+            "auth:\n  htpasswd:\n    realm: upid-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+        "",
+    );
+    let host = registry.host();
+    let images = Images::default();
+    let login = docker_login(&host, "alice", "s3cret:pw");
     let name = format!("{host}/{REPO}:1.0.0");
     build(&images, &name, &format!("auth {}", registry.port));
     let pushed = push(&name, Some(login.path()));
@@ -866,6 +873,397 @@ fn real_registry_basic_auth_from_docker_config() {
         }
         other => panic!("expected a config error, got {other:?}"),
     }
+    drop(registry);
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`:
+/// ca.crt, server.crt, server.key.
+fn make_tls_files(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=upid test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "server.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext.cnf");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// HTTPS with rustls: a registry serving TLS on loopback (where the client
+/// tries plain HTTP first, as for any loopback registry, and moves to HTTPS
+/// when the registry says so) is trusted with its CA in `ca_files`, and
+/// refused with a certificate error without it.
+#[test]
+fn real_registry_over_https() {
+    skip_without!(true);
+    let tls = tempfile::tempdir().expect("temp dir");
+    make_tls_files(tls.path());
+    let registry = Registry::start(
+        "",
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            tls.path().join("server.crt").display(),
+            tls.path().join("server.key").display()
+        ),
+    );
+    let host = registry.host();
+    let images = Images::default();
+    // Docker talks HTTPS to it without checking the certificate (127.0.0.0/8
+    // is an insecure registry for Docker).
+    let name = format!("{host}/{REPO}:1.0.0");
+    build(&images, &name, &format!("tls {}", registry.port));
+    let pushed = push(&name, None);
+    let config_dir = empty_docker_config();
+    let rt = runtime();
+    rt.block_on(async {
+        let reference = image(&host, "1.0.0");
+        let c = client(config_dir.path(), |c| {
+            c.ca_files = vec![tls.path().join("ca.crt")];
+        });
+        assert_eq!(c.list_tags(&reference).await, Ok(vec!["1.0.0".to_string()]));
+        assert_eq!(c.digest(&reference).await.expect("digest"), pushed.digest);
+        assert_eq!(
+            c.created(&reference).await.expect("created"),
+            Some(pushed.created_unix_s)
+        );
+        // The scheme is learnt: one plain-HTTP try in all, then HTTPS only.
+        let before = c.stats();
+        c.clear_cache();
+        c.digest(&reference).await.expect("digest");
+        assert_eq!(delta(before, c.stats()).requests_sent, 1);
+
+        let untrusting = client(config_dir.path(), |_| {});
+        match untrusting.list_tags(&reference).await {
+            Err(e @ RegistryError::Unreachable { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&format!("https://{host}/v2/")), "{text}");
+                assert!(text.contains("certificate"), "{text}");
+                assert!(text.contains("CA files"), "{text}");
+            }
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
+    });
+    // A CA file that is not PEM is refused when the client is made.
+    std::fs::write(tls.path().join("junk.pem"), "junk").expect("write");
+    match RegistryClient::new(RegistryConfig {
+        ca_files: vec![tls.path().join("junk.pem")],
+        docker_config: Some(config_dir.path().to_path_buf()),
+        ..RegistryConfig::default()
+    }) {
+        Err(e @ RegistryError::Config { .. }) => assert!(e.to_string().contains("junk.pem"), "{e}"),
+        other => panic!("expected a setting error, got {other:?}"),
+    }
+    drop(registry);
+}
+
+/// A token service for the real registry's `auth: token` (none is packaged
+/// in Debian, so it is written here): Docker's token protocol, ES256 JWTs
+/// signed with a key whose certificate the registry trusts (x5c), access
+/// granted to `user`/`password` for whatever scopes are asked.
+fn token_service(sign_dir: &Path, issuer: &'static str, user: &str, password: &str) -> Handler {
+    use base64::Engine as _;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let pkcs8 = std::fs::read(sign_dir.join("sign.pk8")).expect("sign.pk8");
+    let cert = std::fs::read(sign_dir.join("sign.der")).expect("sign.der");
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pkcs8,
+        &rng,
+    )
+    .expect("signing key");
+    let header = serde_json::json!({
+        "typ": "JWT",
+        "alg": "ES256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(cert)],
+    });
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let user = user.to_string();
+    let counter = AtomicUsize::new(0);
+    Arc::new(move |req: &Req| {
+        if req.headers.get("authorization") != Some(&expected_auth) {
+            return reply(
+                "401 Unauthorized",
+                &[],
+                br#"{"details":"incorrect username or password"}"#,
+            );
+        }
+        let query = req.target.split_once('?').map_or("", |(_, q)| q);
+        let mut service = String::new();
+        let mut access = Vec::new();
+        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            let v = percent_decode(v);
+            match k {
+                "service" => service = v,
+                "scope" => {
+                    let mut parts = v.split(':');
+                    let (Some(kind), Some(name), Some(actions)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    let actions: Vec<&str> = actions.split(',').collect();
+                    access
+                        .push(serde_json::json!({"type": kind, "name": name, "actions": actions}));
+                }
+                _ => {}
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let claims = serde_json::json!({
+            "iss": issuer,
+            "sub": user,
+            "aud": service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": format!("upid-test-{}", counter.fetch_add(1, Ordering::SeqCst)),
+            "access": access,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64url.encode(header.to_string()),
+            b64url.encode(claims.to_string())
+        );
+        let Ok(signature) = key.sign(&rng, signing_input.as_bytes()) else {
+            return reply("500 Internal Server Error", &[], b"signing failed");
+        };
+        let token = format!("{signing_input}.{}", b64url.encode(signature.as_ref()));
+        let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300});
+        reply(
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Bearer tokens against the real registry in `auth: token` mode: it
+/// challenges, the client fetches a token from the realm with the
+/// credentials `docker login` stored, the registry verifies the token's
+/// signature, issuer, audience and scope; the token is kept and sent up
+/// front. Without credentials: a 401 naming the config file.
+#[test]
+fn real_registry_bearer_tokens() {
+    skip_without!(true);
+    let sign = tempfile::tempdir().expect("temp dir");
+    openssl(
+        sign.path(),
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "sign.key",
+        ],
+    );
+    openssl(
+        sign.path(),
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "sign.key", "-outform", "DER", "-out", "sign.pk8",
+        ],
+    );
+    openssl(
+        sign.path(),
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "sign.key",
+            "-out",
+            "sign.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=upid test token issuer",
+        ],
+    );
+    openssl(
+        sign.path(),
+        &[
+            "x509", "-in", "sign.crt", "-outform", "DER", "-out", "sign.der",
+        ],
+    );
+    let rt = runtime();
+    let (token_port, token_requests) = rt.block_on(scripted_server(token_service(
+        sign.path(),
+        "upid-test-issuer",
+        "carol",
+        "t0ken-pw",
+    )));
+    let registry = Registry::start(
+        &format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: upid-test-registry\n    issuer: upid-test-issuer\n    rootcertbundle: {}\n",
+            sign.path().join("sign.crt").display()
+        ),
+        "",
+    );
+    let host = registry.host();
+    let images = Images::default();
+    let login = docker_login(&host, "carol", "t0ken-pw");
+    let name = format!("{host}/{REPO}:3.1.4");
+    build(&images, &name, &format!("token {}", registry.port));
+    let pushed = push(&name, Some(login.path()));
+
+    rt.block_on(async {
+        let reference = image(&host, "3.1.4");
+        let c = client(login.path(), |_| {});
+        let before_tokens = token_requests.lock().expect("seen").len();
+        assert_eq!(c.list_tags(&reference).await, Ok(vec!["3.1.4".to_string()]));
+        // 401 with the challenge, the token, the retry.
+        let s = c.stats();
+        assert_eq!((s.requests_sent, s.token_fetches), (3, 1), "{s:?}");
+        let asked: Vec<String> = token_requests.lock().expect("seen")[before_tokens..]
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert!(asked[0].contains("service=upid-test-registry"), "{asked:?}");
+        assert!(
+            asked[0].contains(&format!(
+                "scope=repository%3A{}%3Apull",
+                REPO.replace('/', "%2F")
+            )),
+            "{asked:?}"
+        );
+        // The token goes up front from now on: HEAD, manifest, config blob.
+        assert_eq!(c.digest(&reference).await.expect("digest"), pushed.digest);
+        assert_eq!(
+            c.created(&reference).await.expect("created"),
+            Some(pushed.created_unix_s)
+        );
+        let s = c.stats();
+        assert_eq!((s.requests_sent, s.token_fetches), (3 + 3, 1), "{s:?}");
+
+        let none = empty_docker_config();
+        match client(none.path(), |_| {}).list_tags(&reference).await {
+            Err(e @ RegistryError::Unauthorized { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("127.0.0.1:{token_port}/token?")),
+                    "{text}"
+                );
+                assert!(text.contains("no credentials"), "{text}");
+            }
+            other => panic!("expected 401, got {other:?}"),
+        }
+    });
     drop(registry);
 }
 
@@ -1108,7 +1506,7 @@ fn transient_failures_retries_and_rate_limits() {
 /// fetched with the config.json credentials, kept until it expires, sent up
 /// front afterwards; a refused token service login is a 401 naming the file.
 #[test]
-fn bearer_token_flow() {
+fn bearer_token_flow_scripted() {
     let rt = runtime();
     rt.block_on(async {
         let tokens_issued = Arc::new(AtomicUsize::new(0));

@@ -257,6 +257,10 @@ const PARSE_CASES: &[(&str, &str)] = &[
     ("202401021599", "version 202401021599"),
     ("2024-13-02", "version 2024 rev=13/dash variant=02"),
     ("2024-01-023", "version 2024 rev=1/dash variant=023"),
+    ("2024-1", "version 2024 rev=1/dash"),
+    ("2024-01", "version 2024 rev=1/dash"),
+    ("2024_ab", "version 2024 variant=ab"),
+    ("2024-01-0x", "version 2024 rev=1/dash variant=0x"),
     ("20240102T2599", "date compact 2024.1.2 variant=T2599"),
     // Names: floating tags.
     ("latest", "name"),
