@@ -29,7 +29,21 @@ fn version_and_completion_work_without_a_collector() {
         "--version names the version: {version}"
     );
     let bash = upid(&["completion", "bash"]);
-    for command in ["get", "top", "describe", "events", "doctor", "completion"] {
+    for command in [
+        "get",
+        "top",
+        "describe",
+        "events",
+        "rightsize",
+        "idle",
+        "cost",
+        "analyze",
+        "updates",
+        "decide",
+        "apply",
+        "doctor",
+        "completion",
+    ] {
         assert!(bash.contains(command), "bash completion offers {command}");
     }
 }
