@@ -216,14 +216,18 @@ impl Authenticator {
                 "the realm is plain HTTP on a host that is not loopback or a configured insecure registry; refusing to send credentials there".into(),
             ));
         }
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(service) = service {
-            query.append_pair("service", service);
-        }
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            query.append_pair("scope", s);
-        }
-        let query = query.finish();
+        // Built in a block: the serializer is not Send and must not live
+        // across an await.
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                query.append_pair("scope", s);
+            }
+            query.finish()
+        };
         let separator = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{separator}{query}");
         let basic = creds.map(Credentials::basic_header);

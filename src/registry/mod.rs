@@ -415,30 +415,42 @@ impl RegistryClient {
         tags: &[&str],
     ) -> Vec<(String, Result<TagInfo, RegistryError>)> {
         let concurrency = self.inner.config.max_concurrent_requests.max(1);
-        futures_util::stream::iter(tags.iter().map(|tag| {
-            let tagged = image.with_tag(tag);
-            async move {
-                let info = async {
-                    let digest = self.digest(&tagged).await?;
-                    let created = if self.inner.config.created_times {
-                        self.created_time(&tagged).await?
-                    } else {
-                        CreatedTime::Unknown("created times are switched off".into())
-                    };
-                    Ok(TagInfo {
-                        tag: tag.to_string(),
-                        digest,
-                        created_unix_s: created.unix_s(),
-                        created_unknown: created.unknown_reason().map(str::to_string),
-                    })
-                }
-                .await;
-                (tag.to_string(), info)
-            }
-        }))
+        // Owned inputs: closures over references would make the future
+        // not Send (rustc's higher-ranked lifetime limits).
+        let jobs: Vec<(String, ImageReference)> = tags
+            .iter()
+            .map(|tag| (tag.to_string(), image.with_tag(tag)))
+            .collect();
+        futures_util::stream::iter(
+            jobs.into_iter()
+                .map(|(tag, tagged)| self.one_tag_info(tag, tagged)),
+        )
         .buffered(concurrency)
         .collect()
         .await
+    }
+
+    async fn one_tag_info(
+        &self,
+        tag: String,
+        tagged: ImageReference,
+    ) -> (String, Result<TagInfo, RegistryError>) {
+        let info = async {
+            let digest = self.digest(&tagged).await?;
+            let created = if self.inner.config.created_times {
+                self.created_time(&tagged).await?
+            } else {
+                CreatedTime::Unknown("created times are switched off".into())
+            };
+            Ok(TagInfo {
+                tag: tag.clone(),
+                digest,
+                created_unix_s: created.unix_s(),
+                created_unknown: created.unknown_reason().map(str::to_string),
+            })
+        }
+        .await;
+        (tag, info)
     }
 
     fn count(&self, source: Source) {

@@ -618,11 +618,13 @@ fn real_registry_tags_digests_created_and_cache() {
         // TTL has passed; the long-TTL one keeps the old one without asking.
         let ttl = Duration::from_secs(1);
         let short = client(config_dir.path(), |c| c.cache_ttl = ttl);
+        // Taken before the fetch, so the TTL (counted from the answer) has
+        // surely run out when the new digest shows.
+        let first_fetch = Instant::now();
         assert_eq!(
             short.digest(&latest).await.expect("digest"),
             pushed["latest"].digest
         );
-        let first_fetch = Instant::now();
         let repushed = push(&latest_name, None);
         assert_ne!(
             repushed.digest, pushed["latest"].digest,
@@ -1276,6 +1278,26 @@ fn scripted_client(
         adjust(c);
     });
     (c, dir)
+}
+
+/// The collector shares one client across tasks: it is Clone + Send + Sync,
+/// and its futures can be spawned.
+#[test]
+fn client_is_shareable_and_its_futures_are_send() {
+    fn shareable<T: Clone + Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let dir = empty_docker_config();
+    let c = client(dir.path(), |_| {});
+    shareable(&c);
+    let image = ImageReference::parse("registry.example/app:1.0").expect("reference");
+    // Made, not run: no request leaves.
+    send(c.list_tags(&image));
+    send(c.digest(&image));
+    send(c.created(&image));
+    send(c.created_time(&image));
+    send(c.tag_info(&image, &["1.0"]));
+    assert_eq!(c.stats(), RegistryStats::default());
+    assert_eq!(c.config().platform.to_string(), "linux/amd64");
 }
 
 /// Garbage from a server is an error naming registry, URL and status, never
