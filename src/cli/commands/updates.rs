@@ -322,7 +322,18 @@ fn choose_target(
             args.container, d.decision, d.reason
         ));
     }
-    Ok(candidate)
+    // A new digest of the same tag is applied by digest (the local tag
+    // still names the old image); a new tag by tag, as people write it.
+    if d.change == "digest" {
+        return Ok(candidate);
+    }
+    match ImageReference::parse(&candidate) {
+        Ok(r) => Ok(match &r.tag {
+            Some(tag) => r.with_tag(tag).to_string(),
+            None => candidate,
+        }),
+        Err(_) => Ok(candidate),
+    }
 }
 
 /// Whether two references name the same repository and tag (ignoring
