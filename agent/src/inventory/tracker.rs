@@ -21,7 +21,7 @@
 //! events by container, kind and time, so the START an agent derives again
 //! after its own restart is stored once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -44,6 +44,9 @@ pub struct Tracker {
     changed: BTreeSet<String>,
     removed: BTreeSet<String>,
     events: Vec<LifecycleEvent>,
+    /// Containers whose source reported an OOM kill as an event of its own
+    /// (Docker's `oom`) that no die has consumed yet.
+    oom_reported: HashSet<String>,
     degraded: BTreeMap<Source, String>,
     /// Sources that have not yet reported their first full list or a
     /// degradation: no full snapshot goes out before they have.
@@ -63,6 +66,7 @@ impl Tracker {
             changed: BTreeSet::new(),
             removed: BTreeSet::new(),
             events: Vec::new(),
+            oom_reported: HashSet::new(),
             degraded: BTreeMap::new(),
             waiting_for: sources.iter().copied().collect(),
             full_every,
@@ -127,6 +131,9 @@ impl Tracker {
             }
             SourceUpdate::Event { event, .. } => {
                 if !event.container_id.is_empty() {
+                    if event.kind == EventKind::Oom as i32 {
+                        self.oom_reported.insert(event.container_id.clone());
+                    }
                     self.events.push(event);
                 }
             }
@@ -208,6 +215,7 @@ impl Tracker {
                 self.merged.remove(id);
                 self.changed.remove(id);
                 self.removed.insert(id.to_string());
+                self.oom_reported.remove(id);
                 self.events.push(event(id, EventKind::Destroy, now_unix_ns));
             }
             (old, Some(new)) => {
@@ -247,8 +255,13 @@ impl Tracker {
                 (None, _) => String::new(),
             };
             out.push(die);
+            // Docker reports OOM kills as events of its own, just before
+            // the die; but a container that was killed before the agent
+            // watched (or while its event stream was down) never gets one,
+            // so the record's OOMKilled flag speaks for it then.
             let reports_ooms_itself = new.sources.iter().any(|s| s == Source::Docker.as_str());
-            if new.oom_killed && !reports_ooms_itself {
+            let reported = self.oom_reported.remove(id);
+            if new.oom_killed && !(reports_ooms_itself && reported) {
                 let mut oom = event(id, EventKind::Oom, finished);
                 oom.detail = "OOMKilled".to_string();
                 out.push(oom);
@@ -496,15 +509,22 @@ mod tests {
         c.exit_code = Some(137);
         c.oom_killed = true;
         c.finished_unix_ns = Some(200);
+        t.apply(
+            SourceUpdate::Event {
+                source: Source::Docker,
+                event: event(ID, EventKind::Oom, 199),
+            },
+            6,
+        );
         t.apply(upsert(c.clone()), 6);
         let inv = t.take(now).unwrap_or_default();
         assert_eq!(
             kinds(&inv),
-            vec![EventKind::Die],
-            "docker reports OOMs as its own events"
+            vec![EventKind::Oom, EventKind::Die],
+            "docker's own oom event, and no second one from the record"
         );
-        assert_eq!(inv.events[0].detail, "exit 137 (OOMKilled)");
-        assert_eq!(inv.events[0].timestamp_unix_ns, 200);
+        assert_eq!(inv.events[1].detail, "exit 137 (OOMKilled)");
+        assert_eq!(inv.events[1].timestamp_unix_ns, 200);
 
         c.state = v1::ContainerState::Running as i32;
         c.started_unix_ns = Some(300);
@@ -525,6 +545,30 @@ mod tests {
         let inv = t.take(now).unwrap_or_default();
         assert_eq!(kinds(&inv), vec![EventKind::Destroy]);
         assert_eq!(inv.removed_container_ids, vec![ID.to_string()]);
+    }
+
+    #[test]
+    fn a_docker_container_oom_killed_before_the_agent_watched_still_gets_its_oom_event() {
+        let mut t = Tracker::new(&[Source::Docker], DEFAULT_FULL_EVERY);
+        let mut c = docker(v1::ContainerState::Exited);
+        c.started_unix_ns = Some(100);
+        c.finished_unix_ns = Some(150);
+        c.exit_code = Some(137);
+        c.oom_killed = true;
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Docker,
+                containers: vec![c],
+            },
+            1,
+        );
+        let inv = t.take(Instant::now()).unwrap_or_default();
+        assert_eq!(
+            kinds(&inv),
+            vec![EventKind::Die, EventKind::Oom, EventKind::Start],
+            "{inv:?}"
+        );
+        assert_eq!(inv.events[1].timestamp_unix_ns, 150);
     }
 
     #[test]

@@ -238,7 +238,7 @@ impl UpdateChecker {
             .collect();
         newer.sort_by(|a, b| b.cmp_version(a).then_with(|| a.raw().cmp(b.raw())));
         for t in newer {
-            if wanted.len() >= self.max_candidates.max(1) + 1 {
+            if wanted.len() > self.max_candidates.max(1) {
                 break;
             }
             if !wanted.contains(&t.raw()) {
