@@ -100,6 +100,7 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let prefix = format!("upid-upd-{}-", std::process::id());
     let _cleanup = Cleanup(prefix.clone());
     let mut registry = Registry::start();
+    let host = registry.host.clone();
     let repo = format!("{prefix}app");
 
     // One image per tag, each with its own content (label) so each has its
@@ -179,7 +180,7 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let def = d("default");
     assert_eq!(
         no_digest(&def["candidate"]),
-        format!("{}/{repo}:1.0.1", registry.host),
+        format!("{}/{repo}:1.0.1", host),
         "{def:#}"
     );
     assert_eq!(s(&def["change"]), "patch", "{def:#}");
@@ -196,7 +197,7 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let minor = d("minor");
     assert_eq!(
         no_digest(&minor["candidate"]),
-        format!("{}/{repo}:1.1.0", registry.host),
+        format!("{}/{repo}:1.1.0", host),
         "{minor:#}"
     );
     assert_eq!(s(&minor["change"]), "minor");
@@ -211,7 +212,7 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let all = d("prerelease");
     assert_eq!(
         no_digest(&all["candidate"]),
-        format!("{}/{repo}:3.0.0", registry.host),
+        format!("{}/{repo}:3.0.0", host),
         "{all:#}"
     );
     assert_eq!(s(&all["decision"]), "approve");
@@ -258,7 +259,7 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(s(&report["verdict"]), "healthy", "{report:#}");
     let image = run(Command::new("docker").args(["inspect", "-f", "{{.Config.Image}}", &target]));
-    assert_eq!(image.trim(), format!("{}/{repo}:1.0.1", registry.host));
+    assert_eq!(image.trim(), format!("{}/{repo}:1.0.1", host));
 
     // An update whose image fails its healthcheck is rolled back. The
     // collector first has to see the recreated container (its inventory)
@@ -301,7 +302,7 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     ]));
     assert_eq!(
         image.trim(),
-        format!("{}/{repo}:1.0.1 true", registry.host),
+        format!("{}/{repo}:1.0.1 true", host),
         "the 1.0.1 container runs again"
     );
 

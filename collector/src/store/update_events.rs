@@ -68,13 +68,20 @@ impl Reader {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO update_events VALUES ($1, $2, $3, $4, $5, $6, $7, $8::VARCHAR[], $9)",
+                    "INSERT INTO update_events VALUES ($1, $2, $3, $4, $5, $6, $7,
+                        CASE WHEN $8 = '' THEN []::VARCHAR[] ELSE string_split($8, ',') END, $9)",
                 )
                 .map_err(sql("record update events"))?;
             for e in events {
-                // DuckDB's Rust binding has no list parameter: the ids go
-                // as one JSON array text and are cast.
-                let ids = serde_json::to_string(&e.container_ids).unwrap_or_else(|_| "[]".into());
+                // DuckDB's Rust binding has no list parameter: the ids
+                // (hex, never a comma) go as one comma-separated text.
+                let ids = e
+                    .container_ids
+                    .iter()
+                    .filter(|id| !id.is_empty())
+                    .map(|id| id.replace(',', ""))
+                    .collect::<Vec<_>>()
+                    .join(",");
                 stmt.execute(duckdb::params![
                     e.timestamp_unix_ns,
                     clip(&e.target),
@@ -110,7 +117,7 @@ impl Reader {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT ts_unix_ns, target, kind, from_image, to_image, message, node,
-                    to_json(container_ids)::VARCHAR
+                    array_to_string(container_ids, ',')
                  FROM update_events
                  WHERE ($1::VARCHAR IS NULL OR target = $1::VARCHAR) AND ts_unix_ns >= $2
                  ORDER BY ts_unix_ns DESC, recorded_unix_ns DESC
@@ -130,7 +137,11 @@ impl Reader {
                         to_image: r.get(4)?,
                         message: r.get(5)?,
                         node: r.get(6)?,
-                        container_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                        container_ids: ids
+                        .split(',')
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
                     })
                 },
             )
