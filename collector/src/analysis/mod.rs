@@ -1,7 +1,8 @@
 //! Decisions from the stored usage: rightsizing, idle workloads, cost
 //! (docs/analysis.md). The heavy lifting is SQL in the store
-//! (`store::usage_read`: one aggregate per question, rows per series);
-//! this module turns those facts into decisions with their evidence.
+//! (`store::usage_read`: one aggregate per question, rows per series, read
+//! from the hourly usage summary where it answers exactly); this module
+//! turns those facts into decisions with their evidence.
 //!
 //! - [`histogram`]: the VPA's decaying exponential histogram.
 //! - [`rightsize`]: requests and limits per workload container or per
@@ -23,7 +24,9 @@ use upid::wire::v1;
 use self::histogram::{CPU_CORES, Histogram};
 use self::rightsize::{Clock, GroupInput};
 use self::settings::{AnalysisSettings, Pricing};
-use crate::store::{ActivityThresholds, QueryError, Reader, SeriesFacts, SqlPrices, UsageScope};
+use crate::store::{
+    ActivityThresholds, QueryError, Reader, SeriesFacts, SqlPrices, UsageReadPath, UsageScope,
+};
 
 /// What went wrong analysing.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,9 @@ pub struct Analyzer {
     pub settings: AnalysisSettings,
     /// Prices per vCPU-hour and GiB-hour.
     pub pricing: Pricing,
+    /// Where usage is read from: the hourly summary (default) or, to check
+    /// it, every usage row.
+    pub read_path: UsageReadPath,
 }
 
 const NS_PER_S: i64 = 1_000_000_000;
@@ -56,7 +62,17 @@ fn non_empty(s: &str) -> Option<String> {
 impl Analyzer {
     /// An analyzer with these settings and prices.
     pub fn new(settings: AnalysisSettings, pricing: Pricing) -> Analyzer {
-        Analyzer { settings, pricing }
+        Analyzer {
+            settings,
+            pricing,
+            read_path: UsageReadPath::default(),
+        }
+    }
+
+    /// The same analyzer reading usage through `read_path`.
+    pub fn with_read_path(mut self, read_path: UsageReadPath) -> Analyzer {
+        self.read_path = read_path;
+        self
     }
 
     fn scope(
@@ -74,6 +90,7 @@ impl Analyzer {
             node: non_empty(&s.node_name),
             pod: non_empty(&s.pod),
             container: non_empty(&s.container),
+            read_path: self.read_path,
         }
     }
 
@@ -115,16 +132,18 @@ impl Analyzer {
         at_unix_ns.saturating_sub(self.settings.cost.run_rate_s.saturating_mul(NS_PER_S))
     }
 
-    /// Per-series facts over the history window.
+    /// Per-series facts over the history window; the latest active minute
+    /// only when `with_activity` (idle detection needs it).
     fn facts(
         &self,
         reader: &Reader,
         scope: &UsageScope,
         at_unix_ns: i64,
+        with_activity: bool,
     ) -> Result<Vec<SeriesFacts>, AnalysisError> {
         Ok(reader.usage_series(
             scope,
-            self.activity(),
+            with_activity.then(|| self.activity()),
             &self.sql_prices(),
             self.run_rate_from(at_unix_ns),
         )?)
@@ -151,7 +170,7 @@ impl Analyzer {
             self.history_from(at_unix_ns),
             at_unix_ns,
         );
-        let facts = self.facts(reader, &scope, at_unix_ns)?;
+        let facts = self.facts(reader, &scope, at_unix_ns, false)?;
         let recommendations = self.recommend_all(
             reader,
             &scope,
@@ -249,8 +268,9 @@ impl Analyzer {
             self.history_from(at_unix_ns),
             at_unix_ns,
         );
-        let facts = self.facts(reader, &scope, at_unix_ns)?;
-        let quiet = reader.usage_quiet_stretches(&scope, self.activity(), &self.sql_prices())?;
+        let facts = self.facts(reader, &scope, at_unix_ns, true)?;
+        let quiet =
+            reader.usage_quiet_stretches(&scope, self.activity(), &self.sql_prices(), &facts)?;
         let workloads = idle::decide(
             &facts,
             &quiet,
@@ -297,7 +317,7 @@ impl Analyzer {
             self.history_from(at_unix_ns),
             at_unix_ns,
         );
-        let facts = self.facts(reader, &history_scope, at_unix_ns)?;
+        let facts = self.facts(reader, &history_scope, at_unix_ns, false)?;
         let recs = self.recommend_all(reader, &history_scope, &facts, false, None, at_unix_ns)?;
         let savings = cost::saving_per_series(&facts, &recs, self.clock(at_unix_ns));
         let grouping =

@@ -251,16 +251,25 @@ pub(crate) fn store_rows(
     }
 
     // Re-import: the same source's rows that the new rows overlap go first.
-    let replaced = tx
-        .execute(
-            &format!(
-                "DELETE FROM usage u WHERE u.source = '{src}' AND EXISTS (
-                     SELECT 1 FROM import_new v WHERE v.series_key = u.series_key AND {overlap})",
-                src = source.as_str(),
-                overlap = overlaps("v", "u"),
-            ),
+    let replaced_rows = format!(
+        "u.source = '{src}' AND EXISTS (
+             SELECT 1 FROM import_new v WHERE v.series_key = u.series_key AND {overlap})",
+        src = source.as_str(),
+        overlap = overlaps("v", "u"),
+    );
+    // Their times, for the hourly usage summary below.
+    let (replaced_first, replaced_last): (Option<i64>, Option<i64>) = if dry_run {
+        (None, None)
+    } else {
+        tx.query_row(
+            &format!("SELECT min(ts_unix_ns), max(ts_unix_ns) FROM usage u WHERE {replaced_rows}"),
             [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
+        .map_err(sql("finding rows of an earlier import"))?
+    };
+    let replaced = tx
+        .execute(&format!("DELETE FROM usage u WHERE {replaced_rows}"), [])
         .map_err(sql("deleting rows of an earlier import"))?;
     let stored = tx
         .execute(&insert_select(source), [])
@@ -272,6 +281,14 @@ pub(crate) fn store_rows(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(sql("summarising stored rows"))?;
+    // The hourly usage summary of the hours the new and the replaced rows
+    // fall into, in the same transaction (see store::usage_summary).
+    let touched_first = [first, replaced_first].into_iter().flatten().min();
+    let touched_last = [last, replaced_last].into_iter().flatten().max();
+    if let (false, Some(from), Some(to)) = (dry_run, touched_first, touched_last) {
+        crate::store::refresh_usage_summary(&tx, None, from, Some(to.saturating_add(1)))
+            .map_err(sql("refreshing the hourly usage summary"))?;
+    }
     if dry_run {
         tx.rollback().map_err(sql("rollback of the dry run"))?;
     } else {

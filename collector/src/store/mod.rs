@@ -19,6 +19,8 @@ mod rollup;
 pub mod schema;
 mod update_events;
 mod usage_read;
+mod usage_summary;
+mod usage_summary_read;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +43,11 @@ pub use rollup::{Rollup, RollupStats};
 pub use update_events::{DEFAULT_UPDATE_EVENT_LIMIT, MAX_RECORDED_EVENTS};
 pub use usage_read::{
     ActivityThresholds, CpuBucket, DailyPeak, QuietStretch, SeriesCost, SeriesFacts,
-    SeriesIdentity, SqlPrices, UsageScope,
+    SeriesIdentity, SqlPrices, UsageReadPath, UsageScope,
+};
+pub(crate) use usage_summary::refresh as refresh_usage_summary;
+pub use usage_summary::{
+    DEFAULT_CPU_HALF_LIFE_S, HOUR_NS, MIN_CPU_HALF_LIFE_S, SummaryRepair, SummaryState,
 };
 pub use writer::{Writer, WriterConfig, WriterError, WriterHandle, WriterStats};
 
@@ -231,8 +237,48 @@ impl Store {
                 step: "update_events table",
                 source,
             })?;
+        let started = std::time::Instant::now();
+        let repair = usage_summary::repair(&mut conn).map_err(|source| StoreError::Schema {
+            step: "bring the hourly usage summary in step with usage",
+            source,
+        })?;
+        if repair != SummaryRepair::default() {
+            tracing::info!(
+                path = %shown,
+                hours = repair.hours,
+                cpu_rebuilt = repair.cpu_rebuilt,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "hourly usage summary rebuilt where it differed from usage"
+            );
+        }
         let dims = dims::Dims::load(&conn)?;
         Ok(Store { conn, path, dims })
+    }
+
+    /// Brings the hourly usage summary in step with `usage` (what opening
+    /// does): recomputes the hours whose row counts differ, e.g. after
+    /// rows were written into `usage` by another program.
+    pub fn repair_usage_summary(&mut self) -> Result<SummaryRepair, StoreError> {
+        usage_summary::repair(&mut self.conn).map_err(|source| StoreError::Schema {
+            step: "bring the hourly usage summary in step with usage",
+            source,
+        })
+    }
+
+    /// Rebuilds the summary's CPU histogram for another half-life (the
+    /// collector's `analysis.rightsize.cpu_half_life_s`), so rightsizing
+    /// with it reads the summary instead of every usage row. Half-lives
+    /// under [`MIN_CPU_HALF_LIFE_S`] are not summarised. True when rebuilt.
+    pub fn set_usage_summary_cpu_half_life(
+        &mut self,
+        half_life_s: f64,
+    ) -> Result<bool, StoreError> {
+        usage_summary::set_cpu_half_life(&mut self.conn, half_life_s).map_err(|source| {
+            StoreError::Schema {
+                step: "rebuild the usage summary's CPU histogram",
+                source,
+            }
+        })
     }
 
     /// The database file; `None` in memory.

@@ -9,8 +9,10 @@
 //! late batch (an agent replaying its spool after an outage) therefore
 //! recomputes the minutes it falls into, and nothing is rolled up twice:
 //! the node's agent rows from that minute on are deleted and rebuilt in the
-//! same transaction. The rollup runs on its own connection (it writes only
-//! `usage` and `rollup_state`, never what the ingest writer writes).
+//! same transaction, and so is the hourly summary of the node's series
+//! from that minute's hour on (see `usage_summary`). The rollup runs on its
+//! own connection (it writes only `usage`, the summary tables and
+//! `rollup_state`, never what the ingest writer writes).
 
 use duckdb::{Connection, params};
 
@@ -174,6 +176,10 @@ impl Rollup {
             let rows = tx
                 .execute(ROLLUP_NODE_SQL, params![node, from, LOOKBACK_NS])
                 .map_err(err("roll up samples"))?;
+            // The hourly summary of the node's series, from the hour of the
+            // first rebuilt minute on (imported rows of those hours too).
+            super::usage_summary::refresh(&tx, Some(node.as_str()), from, None)
+                .map_err(err("refresh the hourly usage summary"))?;
             stats.rows += rows as u64;
             stats.nodes += 1;
         }

@@ -33,12 +33,14 @@ use super::StoreError;
 pub const WAL_CHECKPOINT_THRESHOLD: &str = "256MB";
 
 /// Version of the schema this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Versions this build opens and upgrades to [`SCHEMA_VERSION`]: versions 2
-/// (the inventory) and 3 (`usage`, `rollup_state`) only added tables, which
-/// `CREATE ... IF NOT EXISTS` creates in an older store.
-const UPGRADABLE_VERSIONS: &[i32] = &[1, 2];
+/// (the inventory), 3 (`usage`, `rollup_state`) and 4 (the hourly usage
+/// summary) only added tables, which `CREATE ... IF NOT EXISTS` creates in
+/// an older store. The summary of usage rows an older store already holds
+/// is built when the store opens (see `usage_summary`).
+const UPGRADABLE_VERSIONS: &[i32] = &[1, 2, 3];
 
 /// `counter_delta(cur, prev)`: the increase of a cumulative counter between
 /// two samples, with counter resets handled as Prometheus `rate()` does.
@@ -384,6 +386,97 @@ CREATE TABLE IF NOT EXISTS usage (
 -- this (collector clock, batches.received_unix_ns) are not rolled up yet.
 CREATE TABLE IF NOT EXISTS rollup_state (
     rolled_up_received_unix_ns BIGINT NOT NULL
+);
+
+-- The hourly usage summary (schema version 4): what analysis reads instead
+-- of every usage row (docs/analysis.md, section How analysis stays fast). It is
+-- rebuilt, in the same transaction, for every hour the rollup or an import
+-- changes, and checked against usage when the store opens.
+--
+-- One row per identity a series had: a series whose rows carry two
+-- identities (a new image, another node) has two ids.
+CREATE TABLE IF NOT EXISTS usage_series (
+    series_id                 INTEGER PRIMARY KEY,
+    series_key                VARCHAR NOT NULL,
+    node                      VARCHAR NOT NULL,
+    container_id              VARCHAR NOT NULL,
+    namespace                 VARCHAR NOT NULL,
+    pod                       VARCHAR NOT NULL,
+    container                 VARCHAR NOT NULL,
+    workload_kind             VARCHAR NOT NULL,
+    workload                  VARCHAR NOT NULL,
+    image                     VARCHAR NOT NULL
+);
+
+-- Usage rows aggregated per series identity and UTC hour (of ts_unix_ns).
+-- Every column is an aggregate that adds up across hours exactly (sums,
+-- maxima, latest values with their time); usage_summary.rs has the SQL.
+CREATE TABLE IF NOT EXISTS usage_hourly (
+    series_id                 INTEGER NOT NULL,
+    hour_unix_ns              BIGINT  NOT NULL,
+    row_count                 UBIGINT NOT NULL,
+    first_unix_ns             BIGINT  NOT NULL,
+    last_unix_ns              BIGINT  NOT NULL,
+    -- Sums of interval_s: all rows, rows with a CPU figure, with a
+    -- throttling figure, with a working set.
+    interval_s                DOUBLE  NOT NULL,
+    cpu_s                     DOUBLE,
+    throttle_s                DOUBLE,
+    ws_s                      DOUBLE,
+    -- Sums of value x interval_s.
+    cpu_core_s                DOUBLE,
+    throttled_s               DOUBLE,
+    ws_byte_s                 DOUBLE,
+    cpu_max_cores             DOUBLE,
+    -- Highest of memory_peak_bytes and memory_working_set_bytes.
+    memory_peak_bytes         UBIGINT,
+    oom_kills                 UBIGINT,
+    last_oom_unix_ns          BIGINT,
+    -- Highest of limit, peak and working set in rows with an OOM kill.
+    oom_base_bytes            UBIGINT,
+    -- Highest (rx + tx) / interval_s: of all rows (missing counts as 0,
+    -- as the activity test counts it), and of rows with a network figure.
+    activity_net_max          DOUBLE,
+    net_max_bytes_per_s       DOUBLE,
+    net_bytes                 UBIGINT,
+    has_network               BOOLEAN NOT NULL,
+    -- OpenCost: max(request, usage) x interval_s, price-free (core-seconds
+    -- and byte-seconds); the requested-but-unused part; requests alone.
+    charged_core_s            DOUBLE  NOT NULL,
+    charged_byte_s            DOUBLE  NOT NULL,
+    idle_core_s               DOUBLE  NOT NULL,
+    idle_byte_s               DOUBLE  NOT NULL,
+    request_core_s            DOUBLE  NOT NULL,
+    request_byte_s            DOUBLE  NOT NULL,
+    -- Latest non-NULL requests and limits, each with its row's time.
+    cpu_request_cores         DOUBLE,
+    cpu_request_unix_ns       BIGINT,
+    cpu_limit_cores           DOUBLE,
+    cpu_limit_unix_ns         BIGINT,
+    memory_request_bytes      UBIGINT,
+    memory_request_unix_ns    BIGINT,
+    memory_limit_bytes        UBIGINT,
+    memory_limit_unix_ns      BIGINT
+);
+
+-- The CPU histogram per series identity and hour, decay factored out:
+-- weight_s = sum of interval_s x 2^((ts - hour) / half_life), which does
+-- not depend on when analysis runs (it multiplies by
+-- 2^((hour - now) / half_life)). Bucket index and half-life are those
+-- recorded in usage_summary_state.
+CREATE TABLE IF NOT EXISTS usage_hourly_cpu (
+    series_id                 INTEGER NOT NULL,
+    hour_unix_ns              BIGINT  NOT NULL,
+    bucket                    INTEGER NOT NULL,
+    weight_s                  DOUBLE  NOT NULL
+);
+
+-- What usage_hourly_cpu was built with (one row): the bucket index as a
+-- SQL expression of cpu_cores, and the half-life in seconds. Analysis with
+-- other settings reads usage instead.
+CREATE TABLE IF NOT EXISTS usage_summary_state (
+    cpu_bucket_sql            VARCHAR NOT NULL,
+    cpu_half_life_s           DOUBLE  NOT NULL
 );
 
 CREATE VIEW IF NOT EXISTS container_samples_named AS

@@ -5,10 +5,27 @@
 //!
 //! A series' identity (namespace, workload, container name, node, image) is
 //! that of its latest row; scope filters match rows.
+//!
+//! Each read is answered from the hourly summary (`usage_summary_read`)
+//! when the summary can answer it exactly, else from `usage` rows with the
+//! queries below (the reference the summary is tested against).
 
 use duckdb::{Row, ToSql, params_from_iter};
 
 use super::query::{QueryError, Reader, sql};
+use super::usage_summary::MIN_CPU_HALF_LIFE_S;
+
+/// Where the analysis reads come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UsageReadPath {
+    /// The hourly summary wherever it answers exactly (in step with
+    /// `usage`, built with the CPU histogram settings asked for, a range
+    /// after 1970), else `usage` rows.
+    #[default]
+    Summary,
+    /// Always `usage` rows: the reference answers, slow on long histories.
+    Raw,
+}
 
 /// Which rows an analysis reads: a time range and identity filters
 /// (`None` matches everything).
@@ -28,6 +45,8 @@ pub struct UsageScope {
     pub pod: Option<String>,
     /// Container name.
     pub container: Option<String>,
+    /// Summary or `usage` rows.
+    pub read_path: UsageReadPath,
 }
 
 /// `WHERE` clause of [`UsageScope`]: parameters `$1`..`$7`.
@@ -97,7 +116,7 @@ pub struct SqlPrices {
 impl SqlPrices {
     /// `prices(node, cpu, mem)` as a CTE; a node not listed gets the
     /// default through `coalesce`.
-    fn cte(&self) -> String {
+    pub(super) fn cte(&self) -> String {
         let mut values = vec!["(NULL::VARCHAR, 0.0::DOUBLE, 0.0::DOUBLE)".to_owned()];
         for (node, cpu, mem) in &self.nodes {
             values.push(format!(
@@ -114,11 +133,11 @@ impl SqlPrices {
     }
 
     /// Hourly-price expressions for a row joined with `prices`.
-    fn cpu_price(&self) -> String {
+    pub(super) fn cpu_price(&self) -> String {
         format!("coalesce(p_cpu, {}::DOUBLE)", finite(self.default.0))
     }
 
-    fn mem_price(&self) -> String {
+    pub(super) fn mem_price(&self) -> String {
         format!("coalesce(p_mem, {}::DOUBLE)", finite(self.default.1))
     }
 }
@@ -170,7 +189,7 @@ pub struct SeriesFacts {
     /// See `cpu_request_cores`.
     pub memory_limit_bytes: Option<u64>,
     /// Latest interval where CPU or network reached the activity
-    /// thresholds.
+    /// thresholds (`None` also when read without thresholds).
     pub last_active_unix_ns: Option<i64>,
     /// Some row had a network figure.
     pub has_network: bool,
@@ -287,16 +306,71 @@ fn identity(r: &Row<'_>) -> duckdb::Result<SeriesIdentity> {
     })
 }
 
+/// [`SeriesFacts`] from a row of identity and facts columns, in the order
+/// both facts queries (usage rows and summary) select them.
+pub(super) fn facts_row(r: &Row<'_>) -> duckdb::Result<SeriesFacts> {
+    Ok(SeriesFacts {
+        id: identity(r)?,
+        first_unix_ns: r.get(9)?,
+        last_unix_ns: r.get(10)?,
+        samples: r.get::<_, i64>(11)?.max(0).unsigned_abs(),
+        covered_s: r.get::<_, Option<f64>>(12)?.unwrap_or(0.0),
+        cpu_mean_cores: r.get(13)?,
+        cpu_max_cores: r.get(14)?,
+        cpu_throttled_ratio: r.get(15)?,
+        throttle_covered_s: r.get::<_, Option<f64>>(16)?.unwrap_or(0.0),
+        memory_max_peak_bytes: r.get(17)?,
+        oom_kills: r.get(18)?,
+        last_oom_unix_ns: r.get(19)?,
+        cpu_request_cores: r.get(20)?,
+        cpu_limit_cores: r.get(21)?,
+        memory_request_bytes: r.get(22)?,
+        memory_limit_bytes: r.get(23)?,
+        last_active_unix_ns: r.get(24)?,
+        has_network: r.get::<_, Option<bool>>(25)?.unwrap_or(false),
+        run_rate_covered_s: r.get::<_, Option<f64>>(26)?.unwrap_or(0.0),
+        run_rate_cost: r.get::<_, Option<f64>>(27)?.unwrap_or(0.0),
+        run_rate_cpu_mean_cores: r.get(28)?,
+        run_rate_memory_mean_bytes: r.get(29)?,
+    })
+}
+
+/// [`SeriesCost`] from a row of identity and cost columns, in the order
+/// both cost queries select them.
+pub(super) fn cost_row(r: &Row<'_>) -> duckdb::Result<SeriesCost> {
+    Ok(SeriesCost {
+        id: identity(r)?,
+        cost: r.get(9)?,
+        cpu_cost: r.get(10)?,
+        memory_cost: r.get(11)?,
+        waste: r.get(12)?,
+        run_rate_cost: r.get(13)?,
+        run_rate_waste: r.get(14)?,
+        run_rate_covered_s: r.get(15)?,
+        first_unix_ns: r.get(16)?,
+        last_unix_ns: r.get(17)?,
+        covered_s: r.get(18)?,
+        cpu_request_core_s: r.get(19)?,
+        cpu_usage_core_s: r.get(20)?,
+        memory_request_byte_s: r.get(21)?,
+        memory_usage_byte_s: r.get(22)?,
+    })
+}
+
 impl Reader {
     /// Facts of every series in `scope`; `run_rate_from_unix_ns` starts the
-    /// stretch monthly figures are scaled from.
+    /// stretch monthly figures are scaled from. Without `activity` the
+    /// latest active minute is not looked for (`None`).
     pub fn usage_series(
         &self,
         scope: &UsageScope,
-        activity: ActivityThresholds,
+        activity: Option<ActivityThresholds>,
         prices: &SqlPrices,
         run_rate_from_unix_ns: i64,
     ) -> Result<Vec<SeriesFacts>, QueryError> {
+        if self.summary_for(scope)?.is_some() {
+            return self.summary_series(scope, activity, prices, run_rate_from_unix_ns);
+        }
         let cost = format!(
             "interval_s / 3600.0 * ({CHARGED_CPU} * {} + {CHARGED_MEM_GIB} * {})",
             prices.cpu_price(),
@@ -327,38 +401,13 @@ impl Reader {
             prices_cte = prices.cte(),
         );
         let mut params = scope.params();
-        params.push(Box::new(activity.cpu_cores));
-        params.push(Box::new(activity.net_bytes_per_s));
+        params.push(Box::new(activity.map(|a| a.cpu_cores)));
+        params.push(Box::new(activity.map(|a| a.net_bytes_per_s)));
         params.push(Box::new(run_rate_from_unix_ns));
         let conn = self.conn();
         let mut stmt = conn.prepare(&query).map_err(sql("usage per series"))?;
         let rows = stmt
-            .query_map(params_from_iter(params.iter()), |r| {
-                Ok(SeriesFacts {
-                    id: identity(r)?,
-                    first_unix_ns: r.get(9)?,
-                    last_unix_ns: r.get(10)?,
-                    samples: r.get::<_, i64>(11)?.max(0).unsigned_abs(),
-                    covered_s: r.get::<_, Option<f64>>(12)?.unwrap_or(0.0),
-                    cpu_mean_cores: r.get(13)?,
-                    cpu_max_cores: r.get(14)?,
-                    cpu_throttled_ratio: r.get(15)?,
-                    throttle_covered_s: r.get::<_, Option<f64>>(16)?.unwrap_or(0.0),
-                    memory_max_peak_bytes: r.get(17)?,
-                    oom_kills: r.get(18)?,
-                    last_oom_unix_ns: r.get(19)?,
-                    cpu_request_cores: r.get(20)?,
-                    cpu_limit_cores: r.get(21)?,
-                    memory_request_bytes: r.get(22)?,
-                    memory_limit_bytes: r.get(23)?,
-                    last_active_unix_ns: r.get(24)?,
-                    has_network: r.get::<_, Option<bool>>(25)?.unwrap_or(false),
-                    run_rate_covered_s: r.get::<_, Option<f64>>(26)?.unwrap_or(0.0),
-                    run_rate_cost: r.get::<_, Option<f64>>(27)?.unwrap_or(0.0),
-                    run_rate_cpu_mean_cores: r.get(28)?,
-                    run_rate_memory_mean_bytes: r.get(29)?,
-                })
-            })
+            .query_map(params_from_iter(params.iter()), facts_row)
             .map_err(sql("usage per series"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("usage per series"))
@@ -373,6 +422,16 @@ impl Reader {
         bucket_sql: &str,
         half_life_s: f64,
     ) -> Result<Vec<CpuBucket>, QueryError> {
+        if let Some(state) = self.summary_for(scope)? {
+            // The summary's weights hold its own bucket index and half-life.
+            let half_life_s = half_life_s.max(1.0);
+            if state.cpu_bucket_sql == bucket_sql
+                && state.cpu_half_life_s == half_life_s
+                && half_life_s >= MIN_CPU_HALF_LIFE_S
+            {
+                return self.summary_cpu_buckets(scope, bucket_sql, half_life_s);
+            }
+        }
         let query = format!(
             "SELECT series_key, {bucket} AS b,
                 sum(interval_s * pow(2.0, (ts_unix_ns - $2) / 1e9 / $8))
@@ -400,6 +459,9 @@ impl Reader {
     /// Daily memory peaks (UTC days) of every series, with the day's OOM
     /// kills.
     pub fn usage_daily_peaks(&self, scope: &UsageScope) -> Result<Vec<DailyPeak>, QueryError> {
+        if self.summary_for(scope)?.is_some() {
+            return self.summary_daily_peaks(scope);
+        }
         let query = format!(
             "SELECT series_key, (ts_unix_ns // 86400000000000) * 86400000000000 AS day,
                 max(greatest(coalesce(memory_peak_bytes, memory_working_set_bytes), coalesce(memory_working_set_bytes, memory_peak_bytes))),
@@ -429,12 +491,18 @@ impl Reader {
 
     /// The quiet stretch of every series: its rows after the latest active
     /// minute of any series of the same workload (latest identity).
+    /// `facts` are [`Reader::usage_series`] of the same scope with the same
+    /// `activity` (the summary path takes the active minutes from them).
     pub fn usage_quiet_stretches(
         &self,
         scope: &UsageScope,
         activity: ActivityThresholds,
         prices: &SqlPrices,
+        facts: &[SeriesFacts],
     ) -> Result<Vec<QuietStretch>, QueryError> {
+        if self.summary_for(scope)?.is_some() {
+            return self.summary_quiet_stretches(scope, prices, facts);
+        }
         let query = format!(
             "WITH {prices_cte},
             u AS (SELECT * FROM usage WHERE {SCOPE_WHERE}),
@@ -490,6 +558,9 @@ impl Reader {
         prices: &SqlPrices,
         run_rate_from_unix_ns: i64,
     ) -> Result<Vec<SeriesCost>, QueryError> {
+        if self.summary_for(scope)?.is_some() {
+            return self.summary_costs(scope, prices, run_rate_from_unix_ns);
+        }
         let (cpu, mem) = (prices.cpu_price(), prices.mem_price());
         let cost =
             format!("interval_s / 3600.0 * ({CHARGED_CPU} * {cpu} + {CHARGED_MEM_GIB} * {mem})");
@@ -521,25 +592,7 @@ impl Reader {
         let conn = self.conn();
         let mut stmt = conn.prepare(&query).map_err(sql("cost per series"))?;
         let rows = stmt
-            .query_map(params_from_iter(params.iter()), |r| {
-                Ok(SeriesCost {
-                    id: identity(r)?,
-                    cost: r.get(9)?,
-                    cpu_cost: r.get(10)?,
-                    memory_cost: r.get(11)?,
-                    waste: r.get(12)?,
-                    run_rate_cost: r.get(13)?,
-                    run_rate_waste: r.get(14)?,
-                    run_rate_covered_s: r.get(15)?,
-                    first_unix_ns: r.get(16)?,
-                    last_unix_ns: r.get(17)?,
-                    covered_s: r.get(18)?,
-                    cpu_request_core_s: r.get(19)?,
-                    cpu_usage_core_s: r.get(20)?,
-                    memory_request_byte_s: r.get(21)?,
-                    memory_usage_byte_s: r.get(22)?,
-                })
-            })
+            .query_map(params_from_iter(params.iter()), cost_row)
             .map_err(sql("cost per series"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("cost per series"))
