@@ -11,7 +11,9 @@
 
 use upid::wire::v1;
 use upid_collector::analysis::Analyzer;
-use upid_collector::analysis::settings::{AnalysisSettings, NodePrice, Pricing};
+use upid_collector::analysis::settings::{
+    AnalysisSettings, CostSettings, IdleSettings, NodePrice, Pricing, RightsizeSettings,
+};
 use upid_collector::store::Store;
 
 mod common;
@@ -630,4 +632,512 @@ fn cost_charges_max_of_request_and_usage_per_group_and_node_prices() {
         .expect("cost");
     assert_eq!(one.lines.len(), 1);
     assert_eq!(one.lines[0].key, "Deployment/data/etl");
+}
+
+// ---------------------------------------------------------------------
+// The hourly usage summary answers as the usage rows do.
+//
+// Every analysis reads the summary where it can (docs/analysis.md, "How
+// analysis stays fast"); `UsageReadPath::Raw` reads every usage row with
+// the reference queries. The tests below run both on the same store and
+// compare every field of every answer (floats to 1e-9, relative).
+// ---------------------------------------------------------------------
+
+use upid_collector::store::UsageReadPath;
+
+/// Splits a Debug rendering into text and the floating-point numbers in it.
+fn tokens(s: &str) -> Vec<Result<f64, String>> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_number = chars[i].is_ascii_digit()
+            || (chars[i] == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit));
+        let after_word = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if starts_number && !after_word {
+            let mut j = i + 1;
+            while j < chars.len()
+                && (chars[j].is_ascii_digit()
+                    || chars[j] == '.'
+                    || chars[j] == 'e'
+                    || (chars[j] == '-' && chars[j - 1] == 'e'))
+            {
+                j += 1;
+            }
+            let number: String = chars[i..j].iter().collect();
+            if (number.contains('.') || number.contains('e'))
+                && let Ok(v) = number.parse::<f64>()
+            {
+                out.push(Err(std::mem::take(&mut text)));
+                out.push(Ok(v));
+                i = j;
+                continue;
+            }
+            text.push_str(&number);
+            i = j;
+            continue;
+        }
+        text.push(chars[i]);
+        i += 1;
+    }
+    out.push(Err(text));
+    out
+}
+
+/// `a` and `b` (Debug renderings) are equal, floats to 1e-9 relative.
+fn assert_same(what: &str, a: &str, b: &str) {
+    let (ta, tb) = (tokens(a), tokens(b));
+    let same = ta.len() == tb.len()
+        && ta.iter().zip(&tb).all(|(x, y)| match (x, y) {
+            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-3),
+            (Err(x), Err(y)) => x == y,
+            _ => false,
+        });
+    if !same {
+        let first = ta.iter().zip(&tb).position(|(x, y)| x != y).unwrap_or(0);
+        panic!(
+            "{what}: summary and usage rows differ near token {first}: {:?} vs {:?}\nsummary: {a}\nrows:    {b}",
+            ta.get(first),
+            tb.get(first)
+        );
+    }
+}
+
+/// Every analysis the API offers, through `analyzer` at `at`: each
+/// grouping, scopes, a CPU limit ratio, idle with the active ones, cost
+/// over two windows.
+fn every_answer(
+    reader: &upid_collector::store::Reader,
+    analyzer: &Analyzer,
+    at: i64,
+) -> Vec<(String, String)> {
+    let scopes = [
+        None,
+        Some(v1::AnalysisScope {
+            namespace: "ns-1".into(),
+            ..Default::default()
+        }),
+        Some(v1::AnalysisScope {
+            node_name: "node-2".into(),
+            ..Default::default()
+        }),
+        Some(v1::AnalysisScope {
+            workload: "wl-1".into(),
+            container: "app".into(),
+            ..Default::default()
+        }),
+    ];
+    let mut out = Vec::new();
+    for (i, scope) in scopes.iter().enumerate() {
+        let groupings: &[v1::RightsizeGrouping] = if i == 0 {
+            &[
+                v1::RightsizeGrouping::Workload,
+                v1::RightsizeGrouping::Container,
+            ]
+        } else {
+            &[v1::RightsizeGrouping::Workload]
+        };
+        for &group_by in groupings {
+            let r = analyzer
+                .rightsize(
+                    reader,
+                    &v1::RightsizeRequest {
+                        scope: scope.clone(),
+                        group_by: group_by as i32,
+                        cpu_limit_ratio: (i == 1).then_some(1.5),
+                    },
+                    at,
+                )
+                .expect("rightsize");
+            out.push((
+                format!("rightsize {group_by:?} scope {i}"),
+                format!("{r:?}"),
+            ));
+        }
+        let idle = analyzer
+            .idle(
+                reader,
+                &v1::IdleRequest {
+                    scope: scope.clone(),
+                    include_active: true,
+                },
+                at,
+            )
+            .expect("idle");
+        out.push((format!("idle scope {i}"), format!("{idle:?}")));
+        // Every grouping and two windows unscoped; scoped, the default.
+        let groupings: &[v1::CostGrouping] = if i == 0 {
+            &[
+                v1::CostGrouping::Workload,
+                v1::CostGrouping::Namespace,
+                v1::CostGrouping::Node,
+                v1::CostGrouping::Image,
+                v1::CostGrouping::Container,
+            ]
+        } else {
+            &[v1::CostGrouping::Workload]
+        };
+        let windows: &[i64] = if i == 0 {
+            &[0, 2 * 86_400 + 1_234]
+        } else {
+            &[0]
+        };
+        for &group_by in groupings {
+            for &window_s in windows {
+                let c = analyzer
+                    .cost(
+                        reader,
+                        &v1::CostRequest {
+                            scope: scope.clone(),
+                            group_by: group_by as i32,
+                            window_s,
+                        },
+                        at,
+                    )
+                    .expect("cost");
+                out.push((
+                    format!("cost {group_by:?} {window_s} scope {i}"),
+                    format!("{c:?}"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The summary path and the usage-row path answer alike.
+fn assert_paths_agree(store: &Store, analyzer: &Analyzer, at: i64, what: &str) {
+    let reader = store.reader().expect("reader");
+    let summary = every_answer(
+        &reader,
+        &analyzer.clone().with_read_path(UsageReadPath::Summary),
+        at,
+    );
+    let rows = every_answer(
+        &reader,
+        &analyzer.clone().with_read_path(UsageReadPath::Raw),
+        at,
+    );
+    assert_eq!(summary.len(), rows.len());
+    for ((name, a), (_, b)) in summary.iter().zip(&rows) {
+        assert_same(&format!("{what}: {name}"), a, b);
+    }
+}
+
+/// Rows of 16 series over 15 days (and 2 hours past `AT`): 1-minute and
+/// 5-minute rows (some 17 s off the minute), agent and imported sources,
+/// NULLs in every nullable column, a series that moves to another node and
+/// one whose image changes, requests that change, OOM kills, throttling,
+/// pods with and without network figures, an idle workload with one busy
+/// minute, and a quiet one.
+fn insert_fleet(conn: &duckdb::Connection, keys: &str) {
+    let from = AT - 15 * DAY_NS;
+    let to = AT + 2 * HOUR_NS;
+    let sql = format!(
+        "INSERT INTO usage
+         SELECT key, CASE WHEN c % 2 = 0 THEN 'agent' ELSE 'parquet' END, ts,
+            CASE WHEN c % 5 = 4 THEN 300.0 ELSE 60.0 END,
+            CASE WHEN c = 1 AND ts >= {moved} THEN 'node-2' ELSE 'node-' || (c % 3) END,
+            key, 'ns-' || (c % 2), key || '-pod', 'app', 'Deployment', 'wl-' || (c // 2),
+            CASE WHEN c = 2 AND ts >= {new_image} THEN 'registry.local/wl:2' ELSE 'registry.local/wl:1' END,
+            CASE WHEN c // 2 = 3 AND ts = {busy} THEN 0.4
+                 WHEN h % 23 = 0 THEN NULL
+                 WHEN c // 2 = 3 THEN 0.001
+                 WHEN c // 2 = 6 THEN 0.002
+                 ELSE (h % 1000) / 1000.0 * (0.1 + c * 0.05)
+                      + CASE WHEN (ts // {MIN_NS}) % 97 = c THEN 1.5 ELSE 0 END END,
+            CASE WHEN c % 3 = 0 THEN (h % 100) / 500.0 END,
+            CASE WHEN h % 19 = 0 THEN NULL ELSE (100 + h % 300) * 1048576 END,
+            CASE WHEN h % 3 = 0 THEN NULL ELSE (100 + h % 350) * 1048576 END,
+            CASE WHEN h % 29 = 0 THEN NULL WHEN h % 4999 = 7 THEN 1 ELSE 0 END,
+            CASE WHEN c % 4 = 0 OR h % 31 = 0 THEN NULL
+                 WHEN c // 2 IN (3, 6) THEN h % 50 ELSE h % 200000 END,
+            CASE WHEN c % 4 = 0 OR h % 37 = 0 THEN NULL WHEN c // 2 IN (3, 6) THEN 5 ELSE h % 9000 END,
+            CASE WHEN c % 3 = 2 THEN NULL WHEN ts >= {resized} THEN 0.5 ELSE 0.25 END,
+            CASE WHEN c % 7 = 0 THEN 1.0 END,
+            CASE WHEN c % 5 = 3 THEN NULL ELSE 256 * 1048576 END,
+            CASE WHEN c % 2 = 0 THEN 512 * 1048576 END
+         FROM (SELECT c, key, ts, hash(c, ts) AS h
+               FROM (SELECT c, 'mx-' || c AS key,
+                         t0 + CASE WHEN c % 5 = 4 THEN 17000000000 ELSE 0 END AS ts, t0
+                     FROM range(16) r(c), range({from}::BIGINT, {to}::BIGINT, {MIN_NS}::BIGINT) t(t0))
+               WHERE (c % 5 <> 4 OR (t0 // {MIN_NS}) % 5 = 0) AND t0 >= {from} + c * 7919000000000
+                 AND key IN ({keys}))",
+        moved = AT - 3 * DAY_NS + 17 * MIN_NS,
+        new_image = AT - 6 * DAY_NS + 17 * MIN_NS,
+        busy = AT - 4 * DAY_NS - 5 * HOUR_NS - 13 * MIN_NS,
+        resized = AT - 2 * DAY_NS,
+    );
+    conn.execute_batch(&sql).expect("insert the fleet");
+}
+
+const ALL_KEYS: &str = "SELECT 'mx-' || range FROM range(16)";
+
+fn fleet_store(dir: &TempDir) -> Store {
+    let path = dir.path("upid.duckdb");
+    drop(Store::open(&path).expect("create store"));
+    {
+        let conn = duckdb::Connection::open(&path).expect("raw open");
+        insert_fleet(&conn, ALL_KEYS);
+    }
+    // Opening builds the summary of rows written around the collector.
+    Store::open(&path).expect("reopen store")
+}
+
+/// A pricing with one node priced on its own.
+fn node_pricing() -> Pricing {
+    let mut pricing = Pricing::default();
+    pricing.nodes.insert(
+        "node-1".to_owned(),
+        NodePrice {
+            cpu_core_hour: Some(0.05),
+            memory_gib_hour: Some(0.01),
+        },
+    );
+    pricing
+}
+
+/// Analysis times: on a day boundary (all whole hours), and in the middle
+/// of an hour (every range edge a partial hour).
+const TIMES: [i64; 2] = [AT, AT - 3 * HOUR_NS - 7 * MIN_NS - 13_500_000_000];
+
+#[test]
+fn the_summary_answers_as_the_usage_rows_do_at_any_time_of_the_hour() {
+    let dir = TempDir::new("summary-fleet");
+    let store = fleet_store(&dir);
+    let analyzer = Analyzer::new(AnalysisSettings::default(), node_pricing());
+    for at in TIMES {
+        assert_paths_agree(&store, &analyzer, at, &format!("at {at}"));
+    }
+    // The answers are not empty: rightsizing, idle and cost all found
+    // something to say.
+    let reader = store.reader().expect("reader");
+    let idle = analyzer
+        .idle(&reader, &v1::IdleRequest::default(), AT)
+        .expect("idle");
+    // Each replica is in its own namespace, so each is a workload: the
+    // quiet wl-6 pair and the wl-3 pair quiet since a busy minute.
+    let mut idle_names: Vec<(&str, &str)> = idle
+        .workloads
+        .iter()
+        .map(|w| (w.namespace.as_str(), w.workload.as_str()))
+        .collect();
+    idle_names.sort_unstable();
+    assert_eq!(
+        idle_names,
+        vec![
+            ("ns-0", "wl-3"),
+            ("ns-0", "wl-6"),
+            ("ns-1", "wl-3"),
+            ("ns-1", "wl-6")
+        ],
+        "{idle:#?}"
+    );
+    let wl3 = idle
+        .workloads
+        .iter()
+        .find(|w| w.workload == "wl-3")
+        .expect("wl-3");
+    // One busy minute 4 days 5 h 13 min ago: quiet since the minute after.
+    assert_eq!(
+        wl3.idle_since_unix_ns,
+        AT - 4 * DAY_NS - 5 * HOUR_NS - 12 * MIN_NS
+    );
+    let recs = analyzer
+        .rightsize(&reader, &v1::RightsizeRequest::default(), AT)
+        .expect("rightsize");
+    assert_eq!(recs.recommendations.len(), 16, "{recs:#?}");
+}
+
+#[test]
+fn the_summary_follows_other_settings_or_steps_aside() {
+    let dir = TempDir::new("summary-settings");
+    let mut store = fleet_store(&dir);
+    let mut settings = AnalysisSettings {
+        history_s: 3 * 86_400 + 977,
+        stale_after_s: 3_600,
+        rightsize: RightsizeSettings {
+            cpu_half_life_s: 12 * 3_600,
+            memory_half_life_s: 2 * 86_400,
+            cpu_percentile: 0.8,
+            ..Default::default()
+        },
+        idle: IdleSettings {
+            cpu_threshold_millicores: 50,
+            net_threshold_bytes_per_s: 10_240.0,
+            window_s: 86_400,
+        },
+        cost: CostSettings {
+            window_s: 2 * 86_400,
+            run_rate_s: 6 * 3_600 + 600,
+        },
+    };
+    let analyzer = Analyzer::new(settings.clone(), node_pricing());
+    // A 12 h half-life: the summary's histogram holds 24 h weights, so the
+    // CPU histogram is read from usage rows, the rest from the summary.
+    for at in TIMES {
+        assert_paths_agree(&store, &analyzer, at, "12 h half-life, rows for CPU");
+    }
+    // Rebuilt for 12 h: all from the summary, same answers.
+    assert!(
+        store
+            .set_usage_summary_cpu_half_life(12.0 * 3_600.0)
+            .expect("rebuild CPU histogram")
+    );
+    assert!(
+        !store
+            .set_usage_summary_cpu_half_life(12.0 * 3_600.0)
+            .expect("nothing to do")
+    );
+    for at in TIMES {
+        assert_paths_agree(&store, &analyzer, at, "12 h half-life summarised");
+    }
+    // Zero thresholds: every minute with a figure is activity.
+    settings.idle.cpu_threshold_millicores = 0;
+    settings.idle.net_threshold_bytes_per_s = 0.0;
+    assert_paths_agree(
+        &store,
+        &Analyzer::new(settings, Pricing::default()),
+        TIMES[1],
+        "zero thresholds",
+    );
+}
+
+#[test]
+fn a_summary_that_disagrees_with_the_rows_is_what_the_summary_path_reads() {
+    // The comparison above is only worth something if the summary path
+    // really reads the summary: change a stored hour behind the
+    // collector's back (same row counts, so opening does not repair it)
+    // and the two paths part.
+    let dir = TempDir::new("summary-tamper");
+    let path = dir.path("upid.duckdb");
+    drop(fleet_store(&dir));
+    {
+        let conn = duckdb::Connection::open(&path).expect("raw open");
+        conn.execute_batch(&format!(
+            "UPDATE usage_hourly SET charged_core_s = charged_core_s * 1000
+             WHERE hour_unix_ns = {}",
+            AT - 30 * HOUR_NS
+        ))
+        .expect("tamper");
+    }
+    let store = Store::open(&path).expect("reopen");
+    let reader = store.reader().expect("reader");
+    let cost = |path| {
+        Analyzer::default()
+            .with_read_path(path)
+            .cost(&reader, &v1::CostRequest::default(), AT)
+            .expect("cost")
+            .total
+            .expect("total")
+            .cost
+    };
+    let (summary, rows) = (cost(UsageReadPath::Summary), cost(UsageReadPath::Raw));
+    assert!(summary > rows * 1.001, "summary {summary} rows {rows}");
+}
+
+/// Writes `usage`-schema rows of `keys` from the fleet (CPU × `cpu_factor`)
+/// with `ts` in [from, to) as a Parquet file with the export schema.
+fn fleet_parquet(
+    dir: &TempDir,
+    name: &str,
+    keys: &str,
+    from: i64,
+    to: i64,
+    cpu_factor: f64,
+) -> std::path::PathBuf {
+    let db = dir.path(&format!("{name}.duckdb"));
+    drop(Store::open(&db).expect("scratch store"));
+    let file = dir.path(name);
+    let conn = duckdb::Connection::open(&db).expect("raw open");
+    insert_fleet(&conn, keys);
+    conn.execute_batch(&format!(
+        "COPY (SELECT make_timestamp(ts_unix_ns // 1000)::TIMESTAMPTZ AS ts, interval_s, node,
+                container_id, namespace, pod, container, workload_kind, workload, image,
+                cpu_cores * {cpu_factor} AS cpu_cores, cpu_throttled_ratio,
+                memory_working_set_bytes::BIGINT AS memory_working_set_bytes,
+                memory_peak_bytes::BIGINT AS memory_peak_bytes, oom_kills::BIGINT AS oom_kills,
+                net_rx_bytes::BIGINT AS net_rx_bytes, net_tx_bytes::BIGINT AS net_tx_bytes,
+                cpu_request_cores, cpu_limit_cores,
+                memory_request_bytes::BIGINT AS memory_request_bytes,
+                memory_limit_bytes::BIGINT AS memory_limit_bytes
+         FROM usage WHERE ts_unix_ns >= {from} AND ts_unix_ns < {to})
+         TO '{}' (FORMAT PARQUET)",
+        file.display()
+    ))
+    .expect("write Parquet");
+    file
+}
+
+#[test]
+fn an_import_into_the_past_and_a_re_import_keep_the_summary_right() {
+    use upid_collector::import::parquet::import_parquet;
+    let dir = TempDir::new("summary-import");
+    let path = dir.path("upid.duckdb");
+    // The store knows four series for the last 4 days.
+    drop(Store::open(&path).expect("create store"));
+    {
+        let conn = duckdb::Connection::open(&path).expect("raw open");
+        insert_fleet(&conn, "'mx-1', 'mx-2', 'mx-4', 'mx-9'");
+        conn.execute_batch(&format!(
+            "DELETE FROM usage WHERE ts_unix_ns < {}",
+            AT - 4 * DAY_NS
+        ))
+        .expect("keep 4 days");
+    }
+    drop(Store::open(&path).expect("summarise"));
+    // History of those and four more, 15 to 3 days ago (a day overlaps
+    // what is stored: agent rows win, earlier parquet rows are replaced).
+    let keys = "'mx-1', 'mx-2', 'mx-4', 'mx-9', 'mx-6', 'mx-7', 'mx-11', 'mx-14'";
+    let old = fleet_parquet(
+        &dir,
+        "old.parquet",
+        keys,
+        AT - 15 * DAY_NS,
+        AT - 3 * DAY_NS - 7 * MIN_NS,
+        1.0,
+    );
+    let summary = import_parquet(&path, &old, false).expect("import");
+    assert!(summary.rows_stored > 0, "{summary:?}");
+    let analyzer = Analyzer::new(AnalysisSettings::default(), node_pricing());
+    let fortnight = v1::CostRequest {
+        window_s: 14 * 86_400,
+        ..Default::default()
+    };
+    let total = |store: &Store| {
+        let reader = store.reader().expect("reader");
+        analyzer
+            .cost(&reader, &fortnight, AT)
+            .expect("cost")
+            .total
+            .expect("total")
+            .cost
+    };
+    let before = {
+        let store = Store::open(&path).expect("open");
+        for at in TIMES {
+            assert_paths_agree(&store, &analyzer, at, "after the import");
+        }
+        total(&store)
+    };
+    // The same history again with twice the CPU: the earlier import's rows
+    // are replaced, row counts stay the same, the answers change.
+    let again = fleet_parquet(
+        &dir,
+        "again.parquet",
+        keys,
+        AT - 15 * DAY_NS,
+        AT - 3 * DAY_NS - 7 * MIN_NS,
+        2.0,
+    );
+    let summary = import_parquet(&path, &again, false).expect("re-import");
+    assert!(summary.rows_replaced > 0, "{summary:?}");
+    let store = Store::open(&path).expect("open");
+    for at in TIMES {
+        assert_paths_agree(&store, &analyzer, at, "after the re-import");
+    }
+    // Containers without a CPU request are charged their usage: doubled.
+    let after = total(&store);
+    assert!(after > before * 1.01, "before {before}, after {after}");
 }

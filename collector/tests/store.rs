@@ -1457,3 +1457,283 @@ fn samples_roll_up_into_minutes_and_a_late_batch_recomputes_its_minute_once() {
     assert_eq!((rows[0].6, rows[2].6), (Some(0), Some(0)));
     assert_eq!(usage_rows(&path, &b).len(), 1);
 }
+
+// ---------------------------------------------------------------------
+// The hourly usage summary (schema version 4) stays in step with `usage`.
+// ---------------------------------------------------------------------
+
+use upid_collector::store::{ActivityThresholds, SqlPrices, UsageReadPath, UsageScope};
+
+/// Splits a Debug rendering into text and floating-point numbers.
+fn float_tokens(s: &str) -> Vec<Result<f64, String>> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let after_word = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if chars[i].is_ascii_digit() && !after_word {
+            let mut j = i + 1;
+            while j < chars.len()
+                && (chars[j].is_ascii_digit()
+                    || chars[j] == '.'
+                    || chars[j] == 'e'
+                    || (chars[j] == '-' && chars[j - 1] == 'e'))
+            {
+                j += 1;
+            }
+            let number: String = chars[i..j].iter().collect();
+            match number.parse::<f64>() {
+                Ok(v) if number.contains('.') || number.contains('e') => {
+                    out.push(Err(std::mem::take(&mut text)));
+                    out.push(Ok(v));
+                }
+                _ => text.push_str(&number),
+            }
+            i = j;
+            continue;
+        }
+        text.push(chars[i]);
+        i += 1;
+    }
+    out.push(Err(text));
+    out
+}
+
+fn assert_same_reads(what: &str, summary: String, rows: String) {
+    let (a, b) = (float_tokens(&summary), float_tokens(&rows));
+    let same = a.len() == b.len()
+        && a.iter().zip(&b).all(|(x, y)| match (x, y) {
+            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-3),
+            (Err(x), Err(y)) => x == y,
+            _ => false,
+        });
+    assert!(same, "{what}:\nsummary: {summary}\nrows:    {rows}");
+}
+
+/// Every analysis read of [from, until) from the summary and from the
+/// usage rows: the same answers.
+fn assert_summary_reads_match_rows(store: &Store, from: i64, until: i64) {
+    let reader = store.reader().expect("reader");
+    let prices = SqlPrices {
+        default: (0.031_611, 0.004_237),
+        nodes: vec![("node-r".to_owned(), 0.05, 0.01)],
+    };
+    let activity = ActivityThresholds {
+        cpu_cores: 0.6,
+        net_bytes_per_s: 1e9,
+    };
+    let bucket_sql = "least(CAST(floor(ln(greatest(cpu_cores, 0) * 5.000000000000004 + 1) / 0.04879016416943205) AS INTEGER), 300)";
+    let read = |path: UsageReadPath| {
+        let scope = UsageScope {
+            from_unix_ns: from,
+            until_unix_ns: until,
+            read_path: path,
+            ..Default::default()
+        };
+        let mut facts = reader
+            .usage_series(&scope, Some(activity), &prices, until - 1800 * SEC)
+            .expect("facts");
+        facts.sort_by(|a, b| a.id.series_key.cmp(&b.id.series_key));
+        let mut quiet = reader
+            .usage_quiet_stretches(&scope, activity, &prices, &facts)
+            .expect("quiet");
+        quiet.sort_by(|a, b| a.series_key.cmp(&b.series_key));
+        let mut days = reader.usage_daily_peaks(&scope).expect("days");
+        days.sort_by(|a, b| (&a.series_key, a.day_unix_ns).cmp(&(&b.series_key, b.day_unix_ns)));
+        let mut costs = reader
+            .usage_costs(&scope, &prices, until - 5400 * SEC)
+            .expect("costs");
+        costs.sort_by(|a, b| a.id.series_key.cmp(&b.id.series_key));
+        let mut cpu = reader
+            .usage_cpu_buckets(&scope, bucket_sql, 86_400.0)
+            .expect("buckets");
+        cpu.sort_by(|a, b| (&a.series_key, a.bucket).cmp(&(&b.series_key, b.bucket)));
+        (
+            format!("{facts:?}"),
+            format!("{quiet:?}"),
+            format!("{days:?}"),
+            format!("{costs:?}"),
+            format!("{cpu:?}"),
+        )
+    };
+    let (s, r) = (read(UsageReadPath::Summary), read(UsageReadPath::Raw));
+    assert!(s.0.contains("series_key"), "no series in [{from}, {until})");
+    assert_same_reads("facts", s.0, r.0);
+    assert_same_reads("quiet stretches", s.1, r.1);
+    assert_same_reads("daily peaks", s.2, r.2);
+    assert_same_reads("costs", s.3, r.3);
+    // Bucket weights: this bucket SQL is not the summary's, so both read
+    // rows; the summary's own buckets are compared in tests/analysis.rs.
+    assert_same_reads("CPU buckets", s.4, r.4);
+}
+
+/// Ticks every 10 s from `m0` for `ticks` ticks: a container whose CPU
+/// changes every tick (0.1 to 0.7 cores), `ws_mib` working set, one OOM
+/// kill at tick 100, and network traffic.
+fn varied_batches(
+    id: &str,
+    agent: &str,
+    m0: i64,
+    ticks: u64,
+    ws_mib: u64,
+    offset_s: i64,
+) -> Vec<Batch> {
+    const MIB: u64 = 1024 * 1024;
+    let mut usage_ns = 0;
+    (0..ticks)
+        .map(|k| {
+            let ts = m0 + offset_s * SEC + 10 * SEC * k as i64;
+            usage_ns += 1_000_000_000 * (1 + k % 7);
+            let sample = counters_sample(
+                id,
+                ts,
+                usage_ns,
+                100 * k,
+                10 * k,
+                u64::from(k >= 100),
+                ws_mib * MIB,
+                (ws_mib + k % 13) * MIB,
+                Some(9),
+            );
+            batch(
+                agent,
+                "node-r",
+                k + 1,
+                ts,
+                vec![sample],
+                vec![net(9, 1000 * k)],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_rollup_keeps_the_summary_right_when_a_late_batch_rewrites_old_minutes() {
+    let dir = TempDir::new();
+    let path = dir.path("summary-rollup.duckdb");
+    // 40 minutes past an hour: the data spans parts of four hours.
+    let h0 = T0 - T0.rem_euclid(3600 * SEC);
+    let m0 = h0 + 40 * 60 * SEC;
+    let (a, b) = (docker_id("a"), docker_id("b"));
+    let end = m0 + 150 * 60 * SEC;
+    let ranges = [
+        (h0 - 3600 * SEC, end + 3600 * SEC),
+        (m0 + 7 * 60 * SEC + 3 * SEC, end - 13 * 60 * SEC),
+        (h0 + 3600 * SEC, h0 + 3 * 3600 * SEC),
+    ];
+    let mut store = Store::open(&path).expect("open");
+    let mut rollup = upid_collector::store::Rollup::new(&store).expect("rollup");
+    store
+        .ingest(&varied_batches(&a, "agent-r", m0, 900, 100, 5))
+        .expect("ingest");
+    rollup.run().expect("rollup");
+    for (from, until) in ranges {
+        assert_summary_reads_match_rows(&store, from, until);
+    }
+    let peak_of_a = |store: &Store| {
+        let reader = store.reader().expect("reader");
+        let scope = UsageScope {
+            from_unix_ns: ranges[0].0,
+            until_unix_ns: ranges[0].1,
+            ..Default::default()
+        };
+        reader
+            .usage_series(
+                &scope,
+                None,
+                &SqlPrices {
+                    default: (1.0, 1.0),
+                    nodes: Vec::new(),
+                },
+                0,
+            )
+            .expect("facts")
+            .into_iter()
+            .find(|f| f.id.series_key == a)
+            .and_then(|f| f.memory_max_peak_bytes)
+    };
+    let before = peak_of_a(&store);
+    // Late batches (a replayed spool): samples of `a` between its stored
+    // ones, with a larger working set, an hour and more back (same minutes,
+    // new values), and a container `b` in old minutes (new rows).
+    store
+        .ingest(&varied_batches(
+            &a,
+            "agent-late",
+            m0 + 60 * 60 * SEC,
+            120,
+            300,
+            0,
+        ))
+        .expect("ingest late a");
+    store
+        .ingest(&varied_batches(
+            &b,
+            "agent-late-b",
+            m0 + 20 * 60 * SEC,
+            200,
+            50,
+            3,
+        ))
+        .expect("ingest late b");
+    rollup.run().expect("rollup late");
+    for (from, until) in ranges {
+        assert_summary_reads_match_rows(&store, from, until);
+    }
+    assert!(
+        peak_of_a(&store) > before,
+        "{:?} {before:?}",
+        peak_of_a(&store)
+    );
+    // The rollup kept the summary in step: nothing to repair.
+    let repair = store.repair_usage_summary().expect("repair");
+    assert_eq!(repair.hours, 0);
+}
+
+#[test]
+fn a_version_3_store_with_usage_opens_as_version_4_with_its_summary_built() {
+    let dir = TempDir::new();
+    let path = dir.path("v3.duckdb");
+    let h0 = T0 - T0.rem_euclid(3600 * SEC);
+    {
+        let mut store = Store::open(&path).expect("open");
+        let mut rollup = upid_collector::store::Rollup::new(&store).expect("rollup");
+        store
+            .ingest(&varied_batches(
+                &docker_id("c"),
+                "agent-c",
+                h0 + 20 * 60 * SEC,
+                600,
+                80,
+                5,
+            ))
+            .expect("ingest");
+        rollup.run().expect("rollup");
+    }
+    // What a version 3 store is: usage without the summary tables.
+    {
+        let conn = duckdb::Connection::open(&path).expect("open raw");
+        conn.execute_batch(
+            "DROP TABLE usage_hourly; DROP TABLE usage_hourly_cpu; DROP TABLE usage_series;
+             DROP TABLE usage_summary_state; UPDATE schema_version SET version = 3;",
+        )
+        .expect("make it version 3");
+    }
+    let store = Store::open(&path).expect("upgrade");
+    drop(store);
+    assert_eq!(
+        count(&path, "SELECT max(version) FROM schema_version"),
+        i64::from(upid_collector::store::schema::SCHEMA_VERSION)
+    );
+    assert_eq!(upid_collector::store::schema::SCHEMA_VERSION, 4);
+    let rows = count(&path, "SELECT count(*) FROM usage");
+    assert!(rows > 90, "{rows}");
+    assert_eq!(
+        count(&path, "SELECT sum(row_count)::BIGINT FROM usage_hourly"),
+        rows
+    );
+    let store = Store::open(&path).expect("reopen");
+    assert_summary_reads_match_rows(&store, h0 - 3600 * SEC, h0 + 5 * 3600 * SEC);
+    assert_summary_reads_match_rows(&store, h0 + 21 * 60 * SEC, h0 + 97 * 60 * SEC + 7);
+}
