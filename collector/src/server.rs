@@ -249,7 +249,8 @@ pub async fn run(
         .with_analysis(
             Analyzer::new(settings.analysis.clone(), settings.pricing.clone()),
             Some(rollup.clone()),
-        );
+        )
+        .with_rollout_window_s(settings.updates.rollout_window_s);
     let update_checker = if settings.updates.enabled {
         let checker = UpdateChecker::new(&settings.updates)
             .map_err(|e| ServerError::Query(format!("image update checks: {e}")))?;

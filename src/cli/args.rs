@@ -12,8 +12,8 @@ use crate::wire::v1;
 mod updates;
 
 pub use updates::{
-    ApplyArgs, AvailableTag, DecideArgs, PolicyArg, UpdateEventsArgs, UpdatesListArgs, UpdatesWhat,
-    parse_available,
+    ApplyArgs, AvailableTag, DecideArgs, PolicyArg, RolloutsArgs, UpdateEventsArgs,
+    UpdatesListArgs, UpdatesWhat, parse_available,
 };
 
 /// Where `upid` looks for the collector when neither `--server` nor

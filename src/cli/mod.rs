@@ -93,6 +93,15 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
                 .update_events(&a, format)
                 .await
         }
+        Command::Updates {
+            what: Some(UpdatesWhat::Rollouts(a)),
+            ..
+        } => {
+            session(connect, ssl_cert_file)
+                .await?
+                .rollouts(&a, format)
+                .await
+        }
         Command::Doctor => {
             let report = doctor::run(connect, ssl_cert_file).await;
             let mut out = Output::ok(doctor::report::render(&report, format)?);

@@ -23,6 +23,7 @@ struct Asked {
     rightsize: Vec<v1::RightsizeRequest>,
     list_idle: Vec<v1::IdleRequest>,
     get_cost: Vec<v1::CostRequest>,
+    list_rollouts: Vec<v1::ListRolloutsRequest>,
 }
 
 /// Answers with fixtures; `ListEvents`, and the analysis calls
@@ -200,6 +201,79 @@ impl query_service_server::QueryService for Scripted {
         _: Request<v1::ListUpdateEventsRequest>,
     ) -> Result<Response<v1::ListUpdateEventsResponse>, Status> {
         Err(Status::unimplemented("unknown method ListUpdateEvents"))
+    }
+
+    async fn list_rollouts(
+        &self,
+        r: Request<v1::ListRolloutsRequest>,
+    ) -> Result<Response<v1::ListRolloutsResponse>, Status> {
+        let r = r.into_inner();
+        let answer = if r.namespace == "nowhere" {
+            v1::ListRolloutsResponse {
+                at_unix_ns: fixtures::NOW_NS,
+                window_s: 1800,
+                since_unix_ns: r.since_unix_ns.unwrap_or(0),
+                ..Default::default()
+            }
+        } else {
+            scripted_rollouts()
+        };
+        self.record(|a| a.list_rollouts.push(r));
+        Ok(Response::new(answer))
+    }
+}
+
+/// A rollout of `web` 10 minutes before the fixtures' now whose new
+/// container was OOM-killed: failed, provisional.
+fn scripted_rollouts() -> v1::ListRolloutsResponse {
+    const MIN: i64 = 60_000_000_000;
+    let changed = fixtures::NOW_NS - 10 * MIN;
+    let check =
+        |check: &str, outcome: &str, before: &str, after: &str, reason: &str| v1::GateCheck {
+            check: check.into(),
+            outcome: outcome.into(),
+            before: before.into(),
+            after: after.into(),
+            before_value: Some(0.0),
+            after_value: Some(if outcome == "failed" { 1.0 } else { 0.0 }),
+            reason: reason.into(),
+        };
+    v1::ListRolloutsResponse {
+        rollouts: vec![v1::Rollout {
+            namespace: "shop".into(),
+            workload_kind: "ComposeService".into(),
+            workload: "web".into(),
+            container: "web".into(),
+            from_image: "registry.local/web:1.4.2".into(),
+            to_image: "registry.local/web:1.4.3".into(),
+            changed_unix_ns: changed,
+            window_s: 1800,
+            before_start_unix_ns: changed - 30 * MIN,
+            before_end_unix_ns: changed,
+            after_start_unix_ns: changed,
+            after_end_unix_ns: fixtures::NOW_NS,
+            verdict: "failed".into(),
+            in_progress: true,
+            checks: vec![
+                check("restarts", "pass", "0 in 30 min", "0 in 10 min", "no restart after the update"),
+                check(
+                    "oom_kills",
+                    "failed",
+                    "0 in 30 min",
+                    "1 in 10 min (6.0/h)",
+                    "1 OOM kill in the 10 min after the update, none in the 30 min before",
+                ),
+            ],
+            summary: "failed: oom_kills: 1 OOM kill in the 10 min after the update, none in the 30 min before (provisional)".into(),
+            rollback_image: "registry.local/web:1.4.2".into(),
+            from_container_ids: vec!["a".repeat(64)],
+            to_container_ids: vec![DOCKER_ID.into()],
+            nodes: vec!["node-a".into()],
+            note: "in progress: 10m of the 30m after window so far; the verdict is provisional".into(),
+        }],
+        at_unix_ns: fixtures::NOW_NS,
+        window_s: 1800,
+        since_unix_ns: fixtures::NOW_NS - 24 * 60 * MIN,
     }
 }
 
@@ -731,4 +805,135 @@ async fn analyze_works_against_a_collector_without_events() {
     );
     assert_eq!(v["oom_hot_spots"][0]["workload"], "web");
     assert_eq!(v["cost"]["monthly_cost"], 389.63);
+}
+
+#[tokio::test]
+async fn updates_rollouts_sends_its_filters_and_prints_verdicts_with_notes() {
+    let (server, asked) = start(true).await;
+    let out = upid(
+        &server,
+        &[
+            "updates",
+            "rollouts",
+            "-n",
+            "shop",
+            "--workload",
+            "web",
+            "--since",
+            "2h",
+            "--all",
+            "--window",
+            "10m",
+        ],
+    )
+    .await;
+    let mut lines = out.stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAMESPACE   WORKLOAD   CONTAINER   FROM")
+            && header.ends_with("AGE   VERDICT                SUMMARY"),
+        "{}",
+        out.stdout
+    );
+    let row = lines.next().unwrap_or_default();
+    assert!(
+        row.contains("registry.local/web:1.4.3   10m   failed (provisional)   failed: oom_kills"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "note: web container web: in progress: 10m of the 30m after window so far; the verdict is provisional"
+        )
+    );
+    let wide = upid(&server, &["updates", "rollouts", "-o", "wide"]).await;
+    let cells: Vec<&str> = wide
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        cells.get(..12),
+        Some(
+            &[
+                "shop",
+                "ComposeService",
+                "web",
+                "web",
+                "registry.local/web:1.4.2",
+                "registry.local/web:1.4.3",
+                "10m",
+                "failed",
+                "(provisional)",
+                "30m",
+                "registry.local/web:1.4.2",
+                "node-a"
+            ][..]
+        ),
+        "{}",
+        wide.stdout
+    );
+    let v = json(
+        &upid(
+            &server,
+            &["updates", "rollouts", "--since", "all", "-o", "json"],
+        )
+        .await,
+    );
+    let r = &v["rollouts"][0];
+    assert_eq!(r["verdict"], "failed");
+    assert_eq!(r["provisional"], true);
+    assert_eq!(r["rollback_image"], "registry.local/web:1.4.2");
+    assert_eq!(r["checks"][1]["check"], "oom_kills");
+    assert_eq!(r["checks"][1]["after_value"], 1.0);
+    assert_eq!(r["before"]["duration_s"], 1800);
+    assert_eq!(r["after"]["duration_s"], 600);
+    assert_eq!(r["to_container_ids"][0], DOCKER_ID);
+    assert_eq!(v["window_s"], 1800);
+    let empty = upid(
+        &server,
+        &["updates", "rollouts", "-n", "nowhere", "--since", "all"],
+    )
+    .await;
+    assert_eq!(empty.stdout, "");
+    assert!(
+        empty.stderr.starts_with(
+            "No rollouts found in the stored history (agents connected: 1): a rollout shows"
+        ),
+        "{}",
+        empty.stderr
+    );
+
+    let now = crate::cli::doctor::now_unix_ns();
+    let asked = asked.lock().expect("lock");
+    let first = &asked.list_rollouts[0];
+    assert_eq!(
+        (
+            first.namespace.as_str(),
+            first.workload.as_str(),
+            first.all,
+            first.window_s
+        ),
+        ("shop", "web", true, 600)
+    );
+    let two_hours_ago = now - 7_200_000_000_000;
+    let since = first.since_unix_ns.unwrap_or(0);
+    assert!(
+        (two_hours_ago - 60_000_000_000..=two_hours_ago).contains(&since),
+        "--since 2h sent {since}, now {now}"
+    );
+    let default_since = asked.list_rollouts[1].since_unix_ns.unwrap_or(0);
+    let day_ago = now - 86_400_000_000_000;
+    assert!(
+        (day_ago - 60_000_000_000..=day_ago).contains(&default_since),
+        "the default is the last 24 h: {default_since}"
+    );
+    assert_eq!(
+        (asked.list_rollouts[1].all, asked.list_rollouts[1].window_s),
+        (false, 0)
+    );
+    assert_eq!(asked.list_rollouts[2].since_unix_ns, Some(0), "--since all");
 }

@@ -15,6 +15,7 @@ mod ingest;
 mod inventory;
 mod inventory_read;
 mod query;
+mod rollout_read;
 mod rollup;
 pub mod schema;
 mod update_events;
@@ -39,6 +40,7 @@ pub use query::{
     ContainerDetail, ContainerInfo, GONE_AFTER_NS, MAX_SERIES_POINTS, MIN_ID_PREFIX, NodeInfo,
     QueryError, Rates, Reader, Series, StoredSample, TopEntry,
 };
+pub use rollout_read::{ContainerLifetime, GateEvent, UsageWindow};
 pub use rollup::{Rollup, RollupStats};
 pub use update_events::{DEFAULT_UPDATE_EVENT_LIMIT, MAX_RECORDED_EVENTS};
 pub use usage_read::{

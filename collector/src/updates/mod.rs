@@ -11,6 +11,7 @@
 //! without ages chose, the newest tag of the same shape, and the newest
 //! others up to `updates.max_candidates`.
 
+pub mod rollouts;
 pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};

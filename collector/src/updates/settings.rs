@@ -28,7 +28,18 @@ pub struct UpdateSettings {
     pub max_candidates: usize,
     /// Images checked at once.
     pub concurrency: usize,
+    /// Length in seconds of the windows before and after an image change
+    /// that `ListRollouts` judges with the health gate (default 1800:
+    /// 30 min; from [`MIN_ROLLOUT_WINDOW_S`] to [`MAX_ROLLOUT_WINDOW_S`]).
+    pub rollout_window_s: u64,
 }
+
+/// Default [`UpdateSettings::rollout_window_s`]: 30 minutes.
+pub const DEFAULT_ROLLOUT_WINDOW_S: u64 = 1_800;
+/// Shortest rollout window: one `usage` row (a minute).
+pub const MIN_ROLLOUT_WINDOW_S: u64 = 60;
+/// Longest rollout window: a week.
+pub const MAX_ROLLOUT_WINDOW_S: u64 = 7 * 86_400;
 
 impl Default for UpdateSettings {
     fn default() -> UpdateSettings {
@@ -39,6 +50,7 @@ impl Default for UpdateSettings {
             registry: RegistrySettings::default(),
             max_candidates: 10,
             concurrency: 4,
+            rollout_window_s: DEFAULT_ROLLOUT_WINDOW_S,
         }
     }
 }
@@ -85,6 +97,12 @@ impl UpdateSettings {
         if self.concurrency == 0 {
             return Err("updates.concurrency must be at least 1".into());
         }
+        if !(MIN_ROLLOUT_WINDOW_S..=MAX_ROLLOUT_WINDOW_S).contains(&self.rollout_window_s) {
+            return Err(format!(
+                "updates.rollout_window_s is {}: use {MIN_ROLLOUT_WINDOW_S} (a minute) to {MAX_ROLLOUT_WINDOW_S} (a week)",
+                self.rollout_window_s
+            ));
+        }
         if !self.min_age.trim().is_empty()
             && humantime::parse_duration(self.min_age.trim()).is_err()
         {
@@ -94,5 +112,33 @@ impl UpdateSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> UpdateSettings {
+        match serde_norway::from_str(yaml) {
+            Ok(s) => s,
+            Err(e) => panic!("{yaml:?} does not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_rollout_window_defaults_to_30_minutes_and_is_bounded() {
+        let s = parse("policy: patch\n");
+        assert_eq!(s.rollout_window_s, DEFAULT_ROLLOUT_WINDOW_S);
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(parse("rollout_window_s: 600\n").validate(), Ok(()));
+        for bad in ["rollout_window_s: 30\n", "rollout_window_s: 604801\n"] {
+            let why = parse(bad).validate().err().unwrap_or_default();
+            assert!(
+                why.starts_with("updates.rollout_window_s is ")
+                    && why.contains("use 60 (a minute)"),
+                "{bad}: {why}"
+            );
+        }
     }
 }

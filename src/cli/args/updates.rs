@@ -24,6 +24,43 @@ pub enum UpdatesWhat {
     Apply(ApplyArgs),
     /// Steps of applied updates recorded at the collector, newest first.
     Events(UpdateEventsArgs),
+    /// Image changes the collector saw (Kubernetes rollouts, recreated
+    /// compose services, applied updates), each judged by the health gate
+    /// over a window before and after the change: healthy, degraded or
+    /// failed, with the evidence and the image to roll back to.
+    Rollouts(RolloutsArgs),
+}
+
+/// Flags of `upid updates rollouts`.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutsArgs {
+    /// Namespace filter.
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+    /// Only this workload (its name).
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Only changes at or after this time: a duration back from now
+    /// (`7d`), an RFC 3339 time or a date, or `all`.
+    #[arg(long, value_name = "WHEN", default_value = "24h", value_parser = parse_since)]
+    pub since: TimeArg,
+    /// Every rollout since then, not only the latest per workload
+    /// container.
+    #[arg(long)]
+    pub all: bool,
+    /// Length of the windows before and after the change (default: the
+    /// collector's `updates.rollout_window_s`, 30m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub window: Option<Duration>,
+}
+
+/// `--since` of `upid updates rollouts`: a time as `upid events` takes it,
+/// or `all` (the whole history).
+fn parse_since(text: &str) -> Result<TimeArg, String> {
+    if text.trim().eq_ignore_ascii_case("all") {
+        return Ok(TimeArg::At(0));
+    }
+    time_arg::parse(text).map_err(|e| format!("{e}, nor `all`"))
 }
 
 /// Flags of `upid updates` (the listing).

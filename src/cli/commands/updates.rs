@@ -2,16 +2,20 @@
 //! line, made by the same code the collector runs, without a collector or
 //! a registry. `upid updates` lists the collector's decisions, `upid
 //! updates apply` applies one on this host's Docker Engine with the health
-//! gate, and `upid updates events` lists what applies recorded.
+//! gate, `upid updates events` lists what applies recorded, and `upid
+//! updates rollouts` lists the image changes the collector saw, judged by
+//! the health gate.
 
 use super::Session;
 use crate::cli::Output;
-use crate::cli::args::{ApplyArgs, DecideArgs, Format, UpdateEventsArgs, UpdatesListArgs};
+use crate::cli::args::{
+    ApplyArgs, DecideArgs, Format, RolloutsArgs, UpdateEventsArgs, UpdatesListArgs,
+};
 use crate::cli::doctor::now_unix_ns;
 use crate::cli::error::CliError;
 use crate::cli::render;
 use crate::cli::view::updates::{
-    ApplyView, UpdateDecisionView, UpdateEventView, UpdateEventsView, UpdatesView,
+    ApplyView, RolloutsView, UpdateDecisionView, UpdateEventView, UpdateEventsView, UpdatesView,
 };
 use crate::updates::decide::{Candidate, decide as decide_update};
 use crate::updates::docker_apply::{ApplyOptions, apply};
@@ -134,6 +138,37 @@ impl Session {
             "update events",
             None,
             None,
+        )
+        .await
+    }
+
+    /// `upid updates rollouts`: image changes found in the collector's
+    /// history, each with the health gate's verdict.
+    pub async fn rollouts(&self, args: &RolloutsArgs, format: Format) -> Result<Output, CliError> {
+        let request = v1::ListRolloutsRequest {
+            namespace: args.ns.wanted().to_owned(),
+            workload: args.workload.clone().unwrap_or_default(),
+            since_unix_ns: Some(args.since.resolve(now_unix_ns()).max(0)),
+            all: args.all,
+            window_s: args
+                .window
+                .map_or(0, |w| u32::try_from(w.as_secs()).unwrap_or(u32::MAX)),
+        };
+        let r = self.conn.query().list_rollouts(request).await;
+        let response = self.answer("ListRollouts", r, None).await?;
+        let view = RolloutsView::from(&response);
+        let stdout = render::rollouts(&view, format)?;
+        let scope = match &view.since {
+            Some(t) => format!("since {t}"),
+            None => "in the stored history".to_owned(),
+        };
+        self.with_hint(
+            stdout,
+            format,
+            view.rollouts.is_empty(),
+            "rollouts",
+            Some(&scope),
+            Some("a rollout shows when a workload's containers start with another image than the ones before them; widen --since (or --since all)"),
         )
         .await
     }

@@ -16,7 +16,7 @@ pub use describe::describe;
 pub use events::events;
 pub use lists::{containers, nodes, top, workloads};
 pub use table::Table;
-pub use updates::{apply, decision, decisions_table, update_events, updates};
+pub use updates::{apply, decision, decisions_table, rollouts, update_events, updates};
 
 use serde::Serialize;
 

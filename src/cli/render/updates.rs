@@ -5,7 +5,7 @@ use crate::cli::args::Format;
 use crate::cli::error::CliError;
 use crate::cli::render::{Table, structured};
 use crate::cli::units;
-use crate::cli::view::updates::{ApplyView, UpdateEventsView, UpdatesView};
+use crate::cli::view::updates::{ApplyView, RolloutsView, UpdateEventsView, UpdatesView};
 use crate::updates::decide::{Decision, span};
 
 /// One decision: the object itself as JSON or YAML; a one-row table.
@@ -132,6 +132,73 @@ pub fn update_events(view: &UpdateEventsView, format: Format) -> Result<String, 
         ]);
     }
     Ok(table.render())
+}
+
+/// `upid updates rollouts`: NAMESPACE, WORKLOAD, CONTAINER, FROM, TO, AGE
+/// (of the change), VERDICT (`(provisional)` while the after window is not
+/// over), SUMMARY; wide adds KIND, WINDOW, ROLLBACK and NODES. Notes on the
+/// windows follow the table.
+pub fn rollouts(view: &RolloutsView, format: Format) -> Result<String, CliError> {
+    if let Some(text) = structured(view, format) {
+        return text;
+    }
+    let wide = format == Format::Wide;
+    let mut headers = vec!["NAMESPACE"];
+    if wide {
+        headers.push("KIND");
+    }
+    headers.extend(["WORKLOAD", "CONTAINER", "FROM", "TO", "AGE", "VERDICT"]);
+    if wide {
+        headers.extend(["WINDOW", "ROLLBACK", "NODES"]);
+    }
+    headers.push("SUMMARY");
+    let mut table = Table::new(&headers);
+    let dash = || "-".to_string();
+    let mut notes = String::new();
+    for r in &view.rollouts {
+        let mut row = vec![if r.namespace.is_empty() {
+            dash()
+        } else {
+            r.namespace.clone()
+        }];
+        if wide {
+            row.push(r.workload_kind.clone());
+        }
+        row.extend([
+            r.workload.clone(),
+            r.container.clone(),
+            r.from_image.clone(),
+            r.to_image.clone(),
+            units::age(view.at_unix_ns, r.changed_unix_ns),
+            if r.provisional {
+                format!("{} (provisional)", r.verdict)
+            } else {
+                r.verdict.clone()
+            },
+        ]);
+        if wide {
+            row.extend([
+                units::span_s(i64::from(r.window_s)),
+                r.rollback_image.clone(),
+                if r.nodes.is_empty() {
+                    dash()
+                } else {
+                    r.nodes.join(",")
+                },
+            ]);
+        }
+        row.push(r.summary.clone());
+        table.row(row);
+        if let Some(note) = &r.note {
+            notes.push_str(&format!(
+                "note: {} container {}: {note}\n",
+                r.workload, r.container
+            ));
+        }
+    }
+    let mut out = table.render();
+    out.push_str(&notes);
+    Ok(out)
 }
 
 /// `upid updates apply`: the report as JSON/YAML; for people, the verdict,

@@ -1,4 +1,5 @@
-//! `upid updates` and `upid updates events` as JSON/YAML records.
+//! `upid updates`, `upid updates events` and `upid updates rollouts` as
+//! JSON/YAML records.
 
 use serde::Serialize;
 
@@ -161,4 +162,158 @@ pub struct ApplyView {
     /// Why the steps could not be recorded at the collector, if they
     /// could not.
     pub recording_error: Option<String>,
+}
+
+/// Image changes the collector found, judged (`upid updates rollouts -o
+/// json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutsView {
+    /// Newest change first.
+    pub rollouts: Vec<RolloutView>,
+    /// Length of the windows before and after each change, seconds.
+    pub window_s: u32,
+    /// Changes from this time on were looked at (RFC 3339; `null`: all).
+    pub since: Option<String>,
+    /// When the collector answered (RFC 3339).
+    pub at: Option<String>,
+    /// Unix ns of `at`, for ages.
+    #[serde(skip)]
+    pub at_unix_ns: i64,
+}
+
+/// One window of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowView {
+    /// Start (RFC 3339).
+    pub start: Option<String>,
+    /// End (RFC 3339).
+    pub end: Option<String>,
+    /// End minus start, seconds.
+    pub duration_s: i64,
+}
+
+impl WindowView {
+    fn new(start_unix_ns: i64, end_unix_ns: i64) -> WindowView {
+        WindowView {
+            start: units::rfc3339(start_unix_ns),
+            end: units::rfc3339(end_unix_ns),
+            duration_s: end_unix_ns.saturating_sub(start_unix_ns) / 1_000_000_000,
+        }
+    }
+}
+
+/// One check of the health gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateCheckView {
+    /// restarts, oom_kills, nonzero_exits, health, ready_replicas,
+    /// cpu_per_replica, memory_per_replica.
+    pub check: String,
+    /// pass, degraded, failed, skipped.
+    pub outcome: String,
+    /// Before, in words.
+    pub before: String,
+    /// After, in words.
+    pub after: String,
+    /// Before, for machines (`null` for health and what was not measured).
+    pub before_value: Option<f64>,
+    /// After, for machines.
+    pub after_value: Option<f64>,
+    /// Why.
+    pub reason: String,
+}
+
+/// One image change of one workload container, judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    /// Namespace or compose project ('' for plain containers).
+    pub namespace: String,
+    /// Workload kind (`Deployment`, `ComposeService`, `Container`...).
+    pub workload_kind: String,
+    /// Workload name.
+    pub workload: String,
+    /// Container name (the service for compose).
+    pub container: String,
+    /// Image before the change.
+    pub from_image: String,
+    /// Image after it.
+    pub to_image: String,
+    /// First start of a container with the new image (RFC 3339).
+    pub changed_at: Option<String>,
+    /// The same in Unix ns.
+    pub changed_unix_ns: i64,
+    /// Window length asked for, seconds.
+    pub window_s: u32,
+    /// The window judged before the change.
+    pub before: WindowView,
+    /// The window judged after it.
+    pub after: WindowView,
+    /// healthy, degraded or failed.
+    pub verdict: String,
+    /// The after window is not over: the verdict may still change.
+    pub provisional: bool,
+    /// Every check with its numbers.
+    pub checks: Vec<GateCheckView>,
+    /// The verdict and why.
+    pub summary: String,
+    /// The image to roll back to.
+    pub rollback_image: String,
+    /// Containers on the old image in the before window.
+    pub from_container_ids: Vec<String>,
+    /// Containers on the new image in the after window.
+    pub to_container_ids: Vec<String>,
+    /// Their nodes.
+    pub nodes: Vec<String>,
+    /// What to know about the windows (in progress, cut short...).
+    pub note: Option<String>,
+}
+
+impl From<&v1::Rollout> for RolloutView {
+    fn from(r: &v1::Rollout) -> Self {
+        RolloutView {
+            namespace: r.namespace.clone(),
+            workload_kind: r.workload_kind.clone(),
+            workload: r.workload.clone(),
+            container: r.container.clone(),
+            from_image: r.from_image.clone(),
+            to_image: r.to_image.clone(),
+            changed_at: units::rfc3339(r.changed_unix_ns),
+            changed_unix_ns: r.changed_unix_ns,
+            window_s: r.window_s,
+            before: WindowView::new(r.before_start_unix_ns, r.before_end_unix_ns),
+            after: WindowView::new(r.after_start_unix_ns, r.after_end_unix_ns),
+            verdict: r.verdict.clone(),
+            provisional: r.in_progress,
+            checks: r
+                .checks
+                .iter()
+                .map(|c| GateCheckView {
+                    check: c.check.clone(),
+                    outcome: c.outcome.clone(),
+                    before: c.before.clone(),
+                    after: c.after.clone(),
+                    before_value: c.before_value,
+                    after_value: c.after_value,
+                    reason: c.reason.clone(),
+                })
+                .collect(),
+            summary: r.summary.clone(),
+            rollback_image: r.rollback_image.clone(),
+            from_container_ids: r.from_container_ids.clone(),
+            to_container_ids: r.to_container_ids.clone(),
+            nodes: r.nodes.clone(),
+            note: non_empty(&r.note),
+        }
+    }
+}
+
+impl From<&v1::ListRolloutsResponse> for RolloutsView {
+    fn from(r: &v1::ListRolloutsResponse) -> Self {
+        RolloutsView {
+            rollouts: r.rollouts.iter().map(RolloutView::from).collect(),
+            window_s: r.window_s,
+            since: units::rfc3339(r.since_unix_ns),
+            at: units::rfc3339(r.at_unix_ns),
+            at_unix_ns: r.at_unix_ns,
+        }
+    }
 }

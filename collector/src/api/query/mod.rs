@@ -36,10 +36,11 @@ use upid::wire::v1::{
     ContainerDetail, CostRequest, CostResponse, GetContainerRequest, GetContainerSeriesRequest,
     GetContainerSeriesResponse, GetServerInfoRequest, IdleRequest, IdleResponse,
     ListContainersRequest, ListContainersResponse, ListEventsRequest, ListEventsResponse,
-    ListNodesRequest, ListNodesResponse, ListUpdateEventsRequest, ListUpdateEventsResponse,
-    ListUpdatesRequest, ListUpdatesResponse, ListWorkloadsRequest, ListWorkloadsResponse,
-    RecordUpdateEventsRequest, RecordUpdateEventsResponse, RightsizeRequest, RightsizeResponse,
-    ServerInfo, TopRequest, TopResponse,
+    ListNodesRequest, ListNodesResponse, ListRolloutsRequest, ListRolloutsResponse,
+    ListUpdateEventsRequest, ListUpdateEventsResponse, ListUpdatesRequest, ListUpdatesResponse,
+    ListWorkloadsRequest, ListWorkloadsResponse, RecordUpdateEventsRequest,
+    RecordUpdateEventsResponse, RightsizeRequest, RightsizeResponse, ServerInfo, TopRequest,
+    TopResponse,
 };
 
 use self::pool::ReaderPool;
@@ -48,6 +49,7 @@ use crate::analysis::{AnalysisError, Analyzer};
 use crate::auth::{Principal, Role};
 use crate::store::{EventFilter, QueryError, Reader, Rollup};
 use crate::updates::UpdateChecker;
+use crate::updates::settings::DEFAULT_ROLLOUT_WINDOW_S;
 
 /// Readers (DuckDB connections) a [`QueryApi`] gets by default: queries
 /// running at once; more wait for a free one.
@@ -76,6 +78,7 @@ pub struct QueryApi {
     analyzer: Arc<Analyzer>,
     rollup: Option<Arc<std::sync::Mutex<Rollup>>>,
     updates: Option<Arc<UpdateChecker>>,
+    rollout_window_s: u64,
 }
 
 impl std::fmt::Debug for QueryApi {
@@ -111,6 +114,7 @@ impl QueryApi {
             analyzer: Arc::new(Analyzer::default()),
             rollup: None,
             updates: None,
+            rollout_window_s: DEFAULT_ROLLOUT_WINDOW_S,
         })
     }
 
@@ -128,12 +132,9 @@ impl QueryApi {
         self
     }
 
-    /// Runs an analysis on a reader after bringing `usage` up to date.
-    async fn analyse<T: Send + 'static>(
-        &self,
-        method: &'static str,
-        f: impl FnOnce(&Analyzer, &Reader, i64) -> Result<T, AnalysisError> + Send + 'static,
-    ) -> Result<T, Status> {
+    /// Rolls agent samples received so far up into `usage` (when a rollup
+    /// was given), so a query over `usage` includes the latest minute.
+    async fn roll_up(&self, method: &'static str) -> Result<(), Status> {
         if let Some(rollup) = self.rollup.clone() {
             let done = tokio::task::spawn_blocking(move || {
                 let mut r = rollup
@@ -149,6 +150,16 @@ impl QueryApi {
                 tracing::warn!(method, error = %e, "rollup before analysis failed");
             }
         }
+        Ok(())
+    }
+
+    /// Runs an analysis on a reader after bringing `usage` up to date.
+    async fn analyse<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        f: impl FnOnce(&Analyzer, &Reader, i64) -> Result<T, AnalysisError> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.roll_up(method).await?;
         let analyzer = self.analyzer.clone();
         let at = self.now();
         self.pool
@@ -168,6 +179,15 @@ impl QueryApi {
     #[must_use]
     pub fn with_updates(mut self, checker: Arc<UpdateChecker>) -> QueryApi {
         self.updates = Some(checker);
+        self
+    }
+
+    /// Judges `ListRollouts` over windows of `window_s` seconds when the
+    /// request does not say (the collector's `updates.rollout_window_s`;
+    /// default [`DEFAULT_ROLLOUT_WINDOW_S`]).
+    #[must_use]
+    pub fn with_rollout_window_s(mut self, window_s: u64) -> QueryApi {
+        self.rollout_window_s = window_s;
         self
     }
 
@@ -487,6 +507,24 @@ impl QueryService for QueryApi {
                 .run("ListUpdates", |reader| reader.inventory())
                 .await?;
             Ok(checker.decide_running(&inventory, &r, now).await)
+        })
+        .await
+    }
+
+    async fn list_rollouts(
+        &self,
+        request: Request<ListRolloutsRequest>,
+    ) -> Result<Response<ListRolloutsResponse>, Status> {
+        let r = request.into_inner();
+        let window_s = self.rollout_window_s;
+        self.observed("ListRollouts", async {
+            self.roll_up("ListRollouts").await?;
+            let now = self.now();
+            self.pool
+                .run("ListRollouts", move |reader| {
+                    crate::updates::rollouts::list_rollouts(reader, &r, window_s, now)
+                })
+                .await
         })
         .await
     }
