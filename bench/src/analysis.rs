@@ -6,9 +6,14 @@
 //! `--days` × 1,440 rows (what the agent rollup or an import writes), with
 //! varied shapes: a daily cycle, per-container levels, spikes, throttled
 //! and OOM-killed containers, network traffic, a tenth of the workloads
-//! idle. Then runs the three analyses as the query API does (one reader
-//! each, in-process, no gRPC) `--runs` times and reports the wall and CPU
-//! time of the three together.
+//! idle. Rows are written hour by hour, in time order, as the rollup
+//! writes them. Opening the store then builds the hourly usage summary
+//! analysis reads (timed on its own: ingest-side cost). Then runs the
+//! three analyses as the query API does (one reader each, in-process, no
+//! gRPC) `--runs` times at a time in the middle of an hour (so every range
+//! has partial hours at its ends) and reports the wall and CPU time of the
+//! three together. `--raw` reads every usage row instead of the summary
+//! (the reference path, for comparison).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,7 +23,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use upid::wire::v1;
 use upid_collector::analysis::Analyzer;
-use upid_collector::store::Store;
+use upid_collector::store::{Store, UsageReadPath};
 
 use crate::procstat;
 use crate::report::{Bound, Goal};
@@ -43,6 +48,10 @@ pub struct AnalysisArgs {
     /// One JSON line on stdout, the summary on stderr.
     #[arg(long)]
     pub json: bool,
+    /// Read every usage row (the reference path) instead of the hourly
+    /// summary.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// What one run measured.
@@ -51,6 +60,9 @@ pub struct AnalysisReport {
     days: u32,
     rows: u64,
     build_s: f64,
+    summary_build_s: Option<f64>,
+    summary: Vec<(&'static str, u64, u64)>,
+    raw: bool,
     store_bytes: u64,
     wall_ms: Vec<f64>,
     cpu_ms: Vec<f64>,
@@ -61,12 +73,16 @@ pub struct AnalysisReport {
 }
 
 const MIN_NS: i64 = 60_000_000_000;
+const HOUR_NS: i64 = 60 * MIN_NS;
 
-/// Fills `usage` with the synthetic fleet.
+/// Fills `usage` with the synthetic fleet: 1-minute rows up to the minute
+/// holding `at_ns`, written an hour at a time (time order, as the rollup
+/// writes them, so a row group holds about an hour).
 fn build(path: &std::path::Path, containers: u32, days: u32, at_ns: i64) -> anyhow::Result<u64> {
     drop(Store::open(path).with_context(|| format!("creating {}", path.display()))?);
     let conn = duckdb::Connection::open(path).context("opening the store to fill it")?;
-    let from = at_ns - i64::from(days) * 1440 * MIN_NS;
+    let end = at_ns - at_ns.rem_euclid(MIN_NS);
+    let from = end - i64::from(days) * 1440 * MIN_NS;
     // c: container index; w = c / 5 the workload; a tenth of workloads
     // (w % 10 = 0) idle; every 7th container throttled, every 50th killed
     // once a day at a time of its own.
@@ -88,11 +104,52 @@ fn build(path: &std::path::Path, containers: u32, days: u32, at_ns: i64) -> anyh
             CASE WHEN c % 7 = 0 THEN 0.5 ELSE NULL END,
             ((c % 4) + 1) * 268435456,
             ((c % 4) + 2) * 268435456
-         FROM range({containers}) AS r(c), range({from}::BIGINT, {at_ns}::BIGINT, {MIN_NS}::BIGINT) AS t(ts)"
+         FROM range({containers}) AS r(c), range($1::BIGINT, $2::BIGINT, {MIN_NS}::BIGINT) AS t(ts)"
     );
-    let rows = conn.execute(&sql, []).context("generating usage rows")?;
-    conn.execute_batch("CHECKPOINT").context("checkpoint")?;
+    let mut rows = 0;
+    conn.execute_batch("BEGIN").context("begin")?;
+    let mut hour = from;
+    while hour < end {
+        let next = (hour - hour.rem_euclid(HOUR_NS) + HOUR_NS).min(end);
+        rows += conn
+            .execute(&sql, duckdb::params![hour, next])
+            .context("generating usage rows")?;
+        hour = next;
+    }
+    conn.execute_batch("COMMIT; CHECKPOINT")
+        .context("commit and checkpoint")?;
     Ok(rows as u64)
+}
+
+/// Rows and approximate bytes (blocks in use) of the summary tables.
+fn summary_sizes(path: &std::path::Path) -> anyhow::Result<Vec<(&'static str, u64, u64)>> {
+    let conn = duckdb::Connection::open(path).context("opening the store to measure it")?;
+    let block: i64 = conn
+        .query_row("SELECT block_size FROM pragma_database_size()", [], |r| {
+            r.get(0)
+        })
+        .context("block size")?;
+    let mut out = Vec::new();
+    for table in ["usage", "usage_series", "usage_hourly", "usage_hourly_cpu"] {
+        let rows: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .with_context(|| format!("counting {table}"))?;
+        let blocks: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(DISTINCT block_id) FROM pragma_storage_info('{table}') WHERE persistent"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .with_context(|| format!("storage of {table}"))?;
+        out.push((
+            table,
+            rows.max(0).unsigned_abs(),
+            (blocks * block).max(0).unsigned_abs(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Runs the benchmark.
@@ -105,8 +162,9 @@ pub fn run(args: &AnalysisArgs) -> anyhow::Result<AnalysisReport> {
             temp.path().join("upid.duckdb")
         }
     };
-    // A fixed analysis time (a day boundary), so the store can be reused.
-    let at_ns: i64 = 1_795_132_800 * 1_000_000_000;
+    // A fixed analysis time, so the store can be reused: 23 min 37 s past
+    // an hour, so every range starts and ends in a partial hour.
+    let at_ns: i64 = (1_795_132_800 + 23 * 60 + 37) * 1_000_000_000;
     let expected = u64::from(args.containers) * u64::from(args.days) * 1440;
     let started = Instant::now();
     let existing = if path.exists() {
@@ -131,10 +189,29 @@ pub fn run(args: &AnalysisArgs) -> anyhow::Result<AnalysisReport> {
         build(&path, args.containers, args.days, at_ns)?
     };
     let build_s = started.elapsed().as_secs_f64();
+    let summarised = {
+        let conn = duckdb::Connection::open(&path).context("opening the store")?;
+        conn.query_row("SELECT count(*) FROM usage_hourly", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_or(0)
+            > 0
+    };
+    // Opening builds the hourly summary of rows it has not summarised.
+    let opened = Instant::now();
+    let mut store = Store::open(&path).context("opening the store")?;
+    let summary_build_s = (!summarised).then(|| opened.elapsed().as_secs_f64());
+    store.checkpoint().context("checkpoint")?;
+    drop(store);
+    let summary = summary_sizes(&path)?;
     let store = Store::open(&path).context("opening the store")?;
     let store_bytes = store.store_bytes();
     let reader = store.reader().context("reader")?;
-    let analyzer = Analyzer::default();
+    let analyzer = Analyzer::default().with_read_path(if args.raw {
+        UsageReadPath::Raw
+    } else {
+        UsageReadPath::Summary
+    });
     let pid = std::process::id();
     let (mut wall_ms, mut cpu_ms) = (Vec::new(), Vec::new());
     let mut parts_ms = Vec::new();
@@ -167,6 +244,9 @@ pub fn run(args: &AnalysisArgs) -> anyhow::Result<AnalysisReport> {
         days: args.days,
         rows,
         build_s,
+        summary_build_s,
+        summary,
+        raw: args.raw,
         store_bytes,
         wall_ms,
         cpu_ms,
@@ -192,8 +272,17 @@ impl AnalysisReport {
             .iter()
             .map(|(n, ms)| format!("{n} {ms:.0} ms"))
             .collect();
+        let tables: Vec<String> = self
+            .summary
+            .iter()
+            .map(|(t, rows, bytes)| {
+                format!("{t} {rows} rows ~{:.1} MiB", *bytes as f64 / 1_048_576.0)
+            })
+            .collect();
         format!(
-            "upid-bench analysis: {} containers x {} days = {} rows ({:.1} MiB store, ready in {:.0} s)\n\
+            "upid-bench analysis: {} containers x {} days = {} rows ({:.1} MiB store, usage ready in {:.0} s, \
+             summary built in {}){}\n\
+             tables: {}\n\
              runs: wall {:?} ms, CPU {:?} ms; first run: {}\n\
              {} recommendations, {} idle workloads\n{}\n",
             self.containers,
@@ -201,6 +290,14 @@ impl AnalysisReport {
             self.rows,
             self.store_bytes as f64 / 1_048_576.0,
             self.build_s,
+            self.summary_build_s
+                .map_or_else(|| "an earlier run".to_owned(), |s| format!("{s:.1} s")),
+            if self.raw {
+                "; reading usage rows (--raw)"
+            } else {
+                ""
+            },
+            tables.join(", "),
             self.wall_ms.iter().map(|v| v.round()).collect::<Vec<_>>(),
             self.cpu_ms.iter().map(|v| v.round()).collect::<Vec<_>>(),
             parts.join(", "),
@@ -218,6 +315,10 @@ impl AnalysisReport {
             "days": self.days,
             "rows": self.rows,
             "store_bytes": self.store_bytes,
+            "build_s": self.build_s,
+            "summary_build_s": self.summary_build_s,
+            "read_path": if self.raw { "raw" } else { "summary" },
+            "tables": self.summary.iter().map(|(t, rows, bytes)| json!({"table": t, "rows": rows, "bytes": bytes})).collect::<Vec<_>>(),
             "wall_ms": Summary::of(&self.wall_ms).to_json(),
             "cpu_ms": Summary::of(&self.cpu_ms).to_json(),
             "parts_ms": self.parts_ms.iter().map(|(n, v)| json!({"part": n, "ms": v.round()})).collect::<Vec<_>>(),
