@@ -122,7 +122,16 @@ fn generate(images: usize, tags: usize, now_unix_s: i64) -> Vec<Image> {
                 .collect();
             list.push("latest".to_owned());
             list.dedup();
-            let current = list[list.len() / 3].clone();
+            // Half the images run the last patch of a minor line, so only
+            // minor and major updates (review, block) exist for them.
+            let mut k = list.len() / 3;
+            if (i / 4) % 2 == 1 {
+                k = (k / 8) * 8 + 7;
+            }
+            let current = list[k.min(list.len() - 1)].clone();
+            // Images under a min-age get releases hours apart: the newest
+            // are too young (hold).
+            let spacing_s: i64 = if i % 4 == 3 { 3_600 } else { 86_400 };
             let candidates: Vec<Candidate> = list
                 .iter()
                 .enumerate()
@@ -131,10 +140,19 @@ fn generate(images: usize, tags: usize, now_unix_s: i64) -> Vec<Image> {
                     digest: Some(digest(&mut rng)),
                     // Older tags were released earlier; the newest days ago.
                     created_unix_s: Some(
-                        now_unix_s - (list.len() - k) as i64 * 86_400 + rng.below(3_600) as i64,
+                        now_unix_s - (list.len() - k) as i64 * spacing_s + rng.below(600) as i64,
                     ),
                 })
                 .collect();
+            // Most images run what their tag points to; every third one's
+            // tag was re-pushed (a digest update).
+            let running_digest = digest(&mut rng);
+            let mut candidates = candidates;
+            if i % 3 != 0
+                && let Some(c) = candidates.iter_mut().find(|c| c.tag == current)
+            {
+                c.digest = Some(running_digest.clone());
+            }
             let mut labels = BTreeMap::new();
             match i % 4 {
                 1 => {
@@ -156,7 +174,7 @@ fn generate(images: usize, tags: usize, now_unix_s: i64) -> Vec<Image> {
                     tag: Some(current),
                     digest: None,
                 },
-                running_digest: digest(&mut rng),
+                running_digest,
                 candidates,
                 labels,
             }

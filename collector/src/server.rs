@@ -213,7 +213,18 @@ pub async fn run(
         _ => None,
     };
 
-    let store = Store::open(&settings.store)?;
+    let mut store = Store::open(&settings.store)?;
+    // The hourly summary's CPU histogram is kept for one half-life; a
+    // configured other one is rebuilt once here, so rightsizing reads the
+    // summary instead of every usage row.
+    #[allow(clippy::cast_precision_loss)]
+    let half_life_s = settings.analysis.rightsize.cpu_half_life_s as f64;
+    if store.set_usage_summary_cpu_half_life(half_life_s)? {
+        tracing::info!(
+            half_life_s,
+            "usage summary CPU histogram rebuilt for the configured half-life"
+        );
+    }
     let reader = store.reader()?;
     let rollup = Arc::new(std::sync::Mutex::new(Rollup::new(&store)?));
     let writer = Writer::spawn(store)?;

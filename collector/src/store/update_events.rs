@@ -138,10 +138,10 @@ impl Reader {
                         message: r.get(5)?,
                         node: r.get(6)?,
                         container_ids: ids
-                        .split(',')
-                        .filter(|id| !id.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                            .split(',')
+                            .filter(|id| !id.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
                     })
                 },
             )
