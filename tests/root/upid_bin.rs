@@ -41,6 +41,7 @@ fn version_and_completion_work_without_a_collector() {
         "updates",
         "decide",
         "apply",
+        "rollouts",
         "doctor",
         "completion",
     ] {
