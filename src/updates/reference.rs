@@ -212,7 +212,9 @@ fn valid_tag(tag: &str) -> bool {
         && !tag.starts_with(['.', '-'])
 }
 
-fn valid_digest(digest: &str) -> bool {
+/// Whether `digest` is `algorithm:hex` with at least 32 hex digits, as
+/// image references and registries write digests (`sha256:…`).
+pub fn valid_digest(digest: &str) -> bool {
     match digest.split_once(':') {
         Some((algorithm, hex)) => {
             !algorithm.is_empty()

@@ -8,7 +8,7 @@ use crate::cli::args::NamespaceArgs;
 
 use crate::cli::time_arg::{self, TimeArg};
 use crate::updates::policy::{AllowTags, PolicyLevel, parse_min_age};
-use crate::updates::reference::ImageReference;
+use crate::updates::reference::{ImageReference, valid_digest};
 use crate::updates::tag::is_valid_tag;
 
 /// `upid updates ...`.
@@ -224,27 +224,12 @@ fn parse_image(text: &str) -> Result<ImageReference, String> {
 
 fn parse_digest(text: &str) -> Result<String, String> {
     let t = text.trim();
-    if is_digest(t) {
+    if valid_digest(t) {
         Ok(t.to_string())
     } else {
         Err(format!(
             "`{text}` is not a digest: expected algorithm:hex such as sha256:<64 hex digits>"
         ))
-    }
-}
-
-/// `algorithm:hex`, the hex at least 32 digits.
-fn is_digest(text: &str) -> bool {
-    match text.split_once(':') {
-        Some((algorithm, hex)) => {
-            !algorithm.is_empty()
-                && algorithm
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-                && hex.len() >= 32
-                && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        }
-        None => false,
     }
 }
 
@@ -263,7 +248,7 @@ pub fn parse_available(text: &str) -> Result<AvailableTag, String> {
         digest: None,
     };
     for extra in parts {
-        if is_digest(extra) {
+        if valid_digest(extra) {
             if entry.digest.is_some() {
                 return Err(format!("`{text}` has two digests"));
             }
