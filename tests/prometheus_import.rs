@@ -3,7 +3,9 @@
 //! with known values are written as OpenMetrics text, turned into TSDB
 //! blocks by `promtool tsdb create-blocks-from openmetrics`, served by a
 //! real `prometheus` on loopback, and imported by the real binary; the
-//! `usage` rows are then read back from the store with SQL.
+//! `usage` rows are then read back from the store with SQL, and analysed by
+//! a real `upid-collector serve` over that store through `upid rightsize`
+//! and `upid cost` (values worked out by hand).
 //!
 //! Skips loudly without `prometheus`/`promtool`; with `CI=true` their
 //! absence fails (CI installs them, see .ci/run).
@@ -15,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use upid_e2e::harness::collector::http_get;
-use upid_e2e::harness::{Proc, free_port, store};
+use upid_e2e::harness::{Proc, free_port, serve, store};
 use upid_e2e::{bin, have, run, skip_unless, wait_for};
 
 const MIB: u64 = 1 << 20;
@@ -509,6 +511,74 @@ fn history_is_imported_from_a_real_prometheus() {
     let conn = store::open(&store_path);
     assert_eq!(store::count(&conn, "SELECT count(*) FROM usage"), total);
     drop(conn);
+
+    // Analysed: a real collector over the imported store answers `upid
+    // rightsize` and `upid cost` from the imported history. The history
+    // ended two hours ago and is one day long: the config says containers
+    // count as running for a day and a day of history is enough.
+    let config = dir.path().join("collector.yaml");
+    std::fs::write(
+        &config,
+        "analysis:\n  stale_after_s: 172800\n  rightsize:\n    min_history_s: 3600\n",
+    )
+    .expect("write config");
+    let collector = serve(&store_path)
+        .args(["--config", config.to_str().unwrap_or_default()])
+        .start();
+    let server = collector.url();
+    let upid_json = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(bin("upid"))
+            .args(["--server", server.as_str()])
+            .args(args)
+            .output()
+            .expect("run upid");
+        assert!(
+            out.status.success(),
+            "upid {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("upid prints JSON")
+    };
+    let recs = upid_json(&["rightsize", "--by", "container", "-o", "json"]);
+    let rec = |container: &str| {
+        recs.as_array()
+            .and_then(|a| a.iter().find(|r| r["container"] == container))
+            .cloned()
+            .unwrap_or_else(|| panic!("no recommendation for {container}: {recs:#}"))
+    };
+    // A used 0.25 cores throughout, throttled in 10 % of its periods
+    // (over the 5 % threshold): the end of 0.25's histogram bucket
+    // (0.01 × (1.05^17 − 1) / 0.05 = 0.2584 cores) × (1 + 0.10) for the
+    // throttling × 1.15 margin = 0.3269 cores, rounded up to 327m.
+    let web = rec("web");
+    let cpu = web["cpu_request_millicores"].as_u64().unwrap_or(0);
+    assert!(
+        (326..=328).contains(&cpu),
+        "web CPU request {cpu}m: {web:#}"
+    );
+    assert!(
+        web["evidence"]["cpu_request_driver"]
+            .as_str()
+            .is_some_and(|d| d.contains("throttl")),
+        "{web:#}"
+    );
+    assert!(web["samples"].as_u64().unwrap_or(0) >= 1400, "{web:#}");
+    // B was OOM-killed once, around 200 MiB with a 300 MiB reading: the
+    // kill is in the evidence and memory goes above what it used.
+    let db = rec("db");
+    assert_eq!(db["evidence"]["oom_kills"], 1, "{db:#}");
+    let mem = db["memory_request_bytes"].as_u64().unwrap_or(0);
+    assert!(mem >= 300 * MIB, "db memory request {mem}: {db:#}");
+    // Cost by namespace covers the three imported namespaces.
+    let cost = upid_json(&["cost", "--by", "namespace", "-o", "json"]);
+    let text = cost.to_string();
+    for ns in ["shop", "data", "ops"] {
+        assert!(
+            text.contains(&format!("\"{ns}\"")),
+            "cost lists {ns}: {cost:#}"
+        );
+    }
+    drop(collector);
 
     // Not Prometheus' API under that path: the HTTP status is named.
     let wrong = format!("{url}/not-prometheus");
