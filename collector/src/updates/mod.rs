@@ -190,32 +190,47 @@ impl UpdateChecker {
             format!("{who}: {e}; fix the label (no decision is made on a policy upid cannot read)")
         })?;
         let running_digest = group.running_digest.as_deref();
-        let (candidates, registry_error) = match self
+        let (candidates, unknown_ages, registry_error) = match self
             .candidates(&reference, running_digest, &policy, now_unix_s)
             .await
         {
-            Ok(c) => (c, String::new()),
+            Ok((c, unknown)) => (c, unknown, String::new()),
             Err(e) => {
                 tracing::warn!(image = %reference, error = %e, "registry not answering for update check");
-                (Vec::new(), e.to_string())
+                (Vec::new(), HashMap::new(), e.to_string())
             }
         };
         let decision = decide(&reference, running_digest, &candidates, &policy, now_unix_s);
-        Ok(to_wire(key, group, decision, registry_error, now_unix_ns))
+        let age_unknown = match (&decision.candidate_tag, decision.age_s) {
+            (Some(tag), None) => unknown_ages.get(tag).cloned().unwrap_or_else(|| {
+                "its digest and creation time were not fetched (not among updates.max_candidates)"
+                    .to_owned()
+            }),
+            _ => String::new(),
+        };
+        Ok(to_wire(
+            key,
+            group,
+            decision,
+            registry_error,
+            age_unknown,
+            now_unix_ns,
+        ))
     }
 
     /// The candidates of `reference`: every tag of the registry's list,
-    /// with digest and creation time for the few that matter.
+    /// with digest and creation time for the few that matter; and, by
+    /// tag, why a fetched tag's creation time is unknown.
     async fn candidates(
         &self,
         reference: &ImageReference,
         running_digest: Option<&str>,
         policy: &Policy,
         now_unix_s: i64,
-    ) -> Result<Vec<Candidate>, RegistryError> {
+    ) -> Result<(Vec<Candidate>, HashMap<String, String>), RegistryError> {
         let Some(current_tag) = reference.tag.as_deref() else {
             // Pinned by digest only: there is no tag to compare with.
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HashMap::new()));
         };
         let tags = self.registry.list_tags(reference).await?;
         let relevant = relevant_tags(current_tag, tags.iter().map(String::as_str));
@@ -248,15 +263,20 @@ impl UpdateChecker {
         }
         let infos = self.registry.tag_info(reference, &wanted).await;
         let mut known: HashMap<String, (String, Option<i64>)> = HashMap::new();
+        let mut unknown_ages: HashMap<String, String> = HashMap::new();
         for (tag, info) in infos {
             match info {
                 Ok(info) => {
+                    if let Some(why) = info.created_unknown {
+                        unknown_ages.insert(tag.clone(), why);
+                    }
                     known.insert(tag, (info.digest, info.created_unix_s));
                 }
                 // The running tag vanished (or one candidate failed): the
                 // others still count; the candidate stays without an age.
                 Err(e) => {
-                    tracing::debug!(image = %reference, tag, error = %e, "tag metadata unavailable")
+                    tracing::debug!(image = %reference, tag, error = %e, "tag metadata unavailable");
+                    unknown_ages.insert(tag, format!("the registry did not describe it: {e}"));
                 }
             }
         }
@@ -277,7 +297,7 @@ impl UpdateChecker {
                 created_unix_s: *created,
             });
         }
-        Ok(candidates)
+        Ok((candidates, unknown_ages))
     }
 }
 
@@ -361,6 +381,7 @@ fn to_wire(
     group: Group,
     d: Decision,
     registry_error: String,
+    candidate_age_unknown: String,
     now_unix_ns: i64,
 ) -> v1::UpdateDecision {
     let reason = if registry_error.is_empty() {
@@ -390,6 +411,7 @@ fn to_wire(
         newest: d.newest_tag.filter(|n| Some(n) != d.candidate_tag.as_ref()),
         registry_error,
         checked_unix_ns: now_unix_ns,
+        candidate_age_unknown,
     }
 }
 

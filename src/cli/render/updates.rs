@@ -77,7 +77,7 @@ pub fn updates(view: &UpdatesView, format: Format) -> Result<String, CliError> {
     let mut headers = vec!["NAMESPACE", "WORKLOAD", "CONTAINER", "CURRENT", "CANDIDATE"];
     headers.extend(["CHANGE", "DECISION", "AGE"]);
     if wide {
-        headers.extend(["POLICY", "NEWEST", "NODES"]);
+        headers.extend(["POLICY", "NEWEST", "NODES", "AGE_UNKNOWN"]);
     }
     headers.push("REASON");
     let mut table = Table::new(&headers);
@@ -103,6 +103,7 @@ pub fn updates(view: &UpdatesView, format: Format) -> Result<String, CliError> {
                 format!("{} ({})", d.policy, d.policy_source),
                 d.newest.clone().unwrap_or_else(dash),
                 d.nodes.join(","),
+                d.candidate_age_unknown.clone().unwrap_or_else(dash),
             ]);
         }
         row.push(d.reason.clone());

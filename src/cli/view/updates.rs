@@ -44,6 +44,8 @@ pub struct UpdateDecisionView {
     pub policy_source: String,
     /// Seconds since the candidate was created; `null` when unknown.
     pub candidate_age_s: Option<i64>,
+    /// Why the candidate's age is unknown, when it is.
+    pub candidate_age_unknown: Option<String>,
     /// The newest newer tag, when it is not the candidate.
     pub newest: Option<String>,
     /// Why the registry could not be asked, when it could not.
@@ -76,6 +78,7 @@ impl From<&v1::UpdateDecision> for UpdateDecisionView {
             policy: d.policy.clone(),
             policy_source: d.policy_source.clone(),
             candidate_age_s: d.candidate_age_s,
+            candidate_age_unknown: non_empty(&d.candidate_age_unknown),
             newest: d.newest.clone(),
             registry_error: non_empty(&d.registry_error),
             container_ids: d.container_ids.clone(),
