@@ -198,6 +198,7 @@ impl Watcher {
                 }
                 SourceUpdate::Degraded { reason, .. } => format!("Degraded: {reason}"),
                 SourceUpdate::Recovered { .. } => "Recovered".to_string(),
+                SourceUpdate::NodeLabels { labels, .. } => format!("NodeLabels {labels:?}"),
             };
             s.push_str(&line);
             s.push('\n');
@@ -264,7 +265,8 @@ fn no_degradation(w: &Watcher) {
             | SourceUpdate::Remove { source, .. }
             | SourceUpdate::Event { source, .. }
             | SourceUpdate::Degraded { source, .. }
-            | SourceUpdate::Recovered { source } => *source == Source::Docker,
+            | SourceUpdate::Recovered { source }
+            | SourceUpdate::NodeLabels { source, .. } => *source == Source::Docker,
         }),
         "every update names the Docker source"
     );

@@ -767,6 +767,44 @@ async fn a_forbidden_pod_list_is_reported_once_retried_and_recovers() {
 }
 
 #[tokio::test]
+async fn the_nodes_labels_are_sent_before_its_pods_and_a_missing_node_sends_none() {
+    let mut routes = cluster(Vec::new());
+    routes.insert(
+        "GET /api/v1/nodes/worker-1".to_owned(),
+        Reply::Json(200, fixture("node-worker-1.json")),
+    );
+    let server = Replay::start(routes).await;
+    let mut source = Running::start(server.client(), Duration::from_secs(3600));
+    match source.next().await {
+        SourceUpdate::NodeLabels { source: s, labels } => {
+            assert_eq!(s, Source::Kubernetes);
+            assert_eq!(
+                labels
+                    .get("node.kubernetes.io/instance-type")
+                    .map(String::as_str),
+                Some("m5.xlarge")
+            );
+            assert_eq!(
+                labels.get("karpenter.sh/capacity-type").map(String::as_str),
+                Some("spot")
+            );
+            assert_eq!(labels.len(), 9);
+        }
+        other => panic!("expected NodeLabels, got {other:?}"),
+    }
+    assert_eq!(source.full().await.len(), 11);
+    source.stop().await;
+
+    // The cluster's other tests serve no Node (404): no labels, pods as
+    // before.
+    let server = Replay::start(cluster(Vec::new())).await;
+    let mut source = Running::start(server.client(), Duration::from_secs(3600));
+    assert_eq!(source.full().await.len(), 11);
+    assert_eq!(server.count("GET", "/api/v1/nodes/worker-1"), 1);
+    source.stop().await;
+}
+
+#[tokio::test]
 async fn a_resync_lists_the_node_again() {
     let server = Replay::start(cluster(Vec::new())).await;
     let mut source = Running::start(server.client(), Duration::from_secs(1));

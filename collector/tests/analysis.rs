@@ -12,7 +12,7 @@
 use upid::wire::v1;
 use upid_collector::analysis::Analyzer;
 use upid_collector::analysis::settings::{
-    AnalysisSettings, CostSettings, IdleSettings, NodePrice, Pricing, RightsizeSettings,
+    AnalysisSettings, CostSettings, IdleSettings, LabelPrice, NodePrice, Pricing, RightsizeSettings,
 };
 use upid_collector::store::Store;
 
@@ -1140,4 +1140,124 @@ fn an_import_into_the_past_and_a_re_import_keep_the_summary_right() {
     // Containers without a CPU request are charged their usage: doubled.
     let after = total(&store);
     assert!(after > before * 1.01, "before {before}, after {after}");
+}
+
+#[test]
+fn node_label_prices_apply_to_nodes_whose_reported_labels_match() {
+    let dir = TempDir::new("label-prices");
+    let mut store = store_with(
+        &dir,
+        &[
+            // 2 cores and 1 GiB used on each node, no requests.
+            Series {
+                key: "etl-a",
+                node: "node-a",
+                workload: "etl",
+                cpu: "2.0",
+                ws: "1024 * 1048576",
+                ..Default::default()
+            },
+            Series {
+                key: "etl-b",
+                node: "node-b",
+                workload: "etl",
+                cpu: "2.0",
+                ws: "1024 * 1048576",
+                ..Default::default()
+            },
+        ],
+    );
+    // node-b's agent reports its labels (as the agent's inventory does).
+    let batch = v1::Batch {
+        agent_id: "agent-b".to_owned(),
+        node_name: "node-b".to_owned(),
+        seq: 1,
+        snapshot: Some(v1::Snapshot {
+            node: Some(v1::NodeSample {
+                node_name: "node-b".to_owned(),
+                timestamp_unix_ns: AT - HOUR_NS,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        inventory: Some(v1::Inventory {
+            full: true,
+            node_labels_known: true,
+            node_labels: [
+                ("pool".to_owned(), "spot".to_owned()),
+                ("zone".to_owned(), "a".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    store.ingest(&[batch]).expect("ingest");
+    let pricing = Pricing {
+        node_labels: vec![
+            // Does not match node-b: the zone differs.
+            LabelPrice {
+                selector: [("pool", "spot"), ("zone", "b")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                cpu_core_hour: Some(1.0),
+                memory_gib_hour: Some(1.0),
+            },
+            LabelPrice {
+                selector: [("pool".to_owned(), "spot".to_owned())]
+                    .into_iter()
+                    .collect(),
+                cpu_core_hour: Some(0.01),
+                memory_gib_hour: None,
+            },
+        ],
+        ..Pricing::default()
+    };
+    let analyzer = Analyzer::new(AnalysisSettings::default(), pricing);
+    let reader = store.reader().expect("reader");
+    let by_node = analyzer
+        .cost(
+            &reader,
+            &v1::CostRequest {
+                group_by: v1::CostGrouping::Node as i32,
+                window_s: 86_400,
+                ..Default::default()
+            },
+            AT,
+        )
+        .expect("cost");
+    let line = |node: &str| {
+        by_node
+            .lines
+            .iter()
+            .find(|l| l.key == node)
+            .unwrap_or_else(|| panic!("{node}: {by_node:?}"))
+            .cost
+    };
+    // node-b: the second rule's CPU price, the default memory price;
+    // node-a (no labels reported): the defaults.
+    let b = 24.0 * (2.0 * 0.01 + 1.0 * GIB_HOUR);
+    let a = 24.0 * (2.0 * CPU_HOUR + 1.0 * GIB_HOUR);
+    assert!(
+        (line("node-b") - b).abs() < 1e-6,
+        "{} vs {b}",
+        line("node-b")
+    );
+    assert!(
+        (line("node-a") - a).abs() < 1e-6,
+        "{} vs {a}",
+        line("node-a")
+    );
+    // The labels are stored as reported.
+    let labels = reader.node_labels().expect("labels");
+    assert_eq!(
+        labels
+            .get("node-b")
+            .and_then(|l| l.get("zone"))
+            .map(String::as_str),
+        Some("a")
+    );
+    assert!(!labels.contains_key("node-a"));
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -116,6 +116,7 @@ pub async fn run_with_client(
         let _ = state.degraded(reason.to_string()).await;
         return;
     }
+    let nodes: Api<Node> = Api::all(client.clone());
     let api: Api<Pod> = Api::all(client);
     // Any semantic: the list may come from the API server's watch cache
     // instead of etcd, which matters with one agent per node.
@@ -123,7 +124,31 @@ pub async fn run_with_client(
         .fields(&format!("spec.nodeName={node}"))
         .any_semantic();
     let resync = config.resync.max(Duration::from_secs(1));
+    let mut node_labels_failed = false;
     loop {
+        // The Node's labels, for pricing by label: at start and on every
+        // resync. Without `get nodes` permission only they are missing.
+        match nodes.get_opt(&node).await {
+            Ok(Some(n)) => {
+                let labels = n.metadata.labels.unwrap_or_default();
+                if state
+                    .send(SourceUpdate::NodeLabels {
+                        source: Source::Kubernetes,
+                        labels,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(None) => tracing::debug!(node, "node object not found; no node labels"),
+            Err(e) if !node_labels_failed => {
+                node_labels_failed = true;
+                tracing::info!(node, error = %e, "cannot read this node's labels (RBAC `get nodes`?): pricing by node label will not apply to it");
+            }
+            Err(_) => {}
+        }
         let mut stream = watcher::watcher(api.clone(), wc.clone())
             .default_backoff()
             .boxed();

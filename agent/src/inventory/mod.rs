@@ -94,6 +94,15 @@ pub enum SourceUpdate {
         /// Which source.
         source: Source,
     },
+    /// The node's labels as this source knows them (the Kubernetes Node
+    /// object's labels; the Docker Engine's labels), for pricing by node
+    /// label. Sent at start and on every resync.
+    NodeLabels {
+        /// Which source.
+        source: Source,
+        /// Label → value.
+        labels: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// Current time in nanoseconds since the Unix epoch (0 if the clock is

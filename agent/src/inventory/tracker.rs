@@ -47,6 +47,10 @@ pub struct Tracker {
     /// Containers whose source reported an OOM kill as an event of its own
     /// (Docker's `oom`) that no die has consumed yet.
     oom_reported: HashSet<String>,
+    /// The node's labels per source; Kubernetes' win over Docker's.
+    node_labels: BTreeMap<Source, BTreeMap<String, String>>,
+    /// Node labels changed since the last batch.
+    node_labels_changed: bool,
     degraded: BTreeMap<Source, String>,
     /// Sources that have not yet reported their first full list or a
     /// degradation: no full snapshot goes out before they have.
@@ -67,6 +71,8 @@ impl Tracker {
             removed: BTreeSet::new(),
             events: Vec::new(),
             oom_reported: HashSet::new(),
+            node_labels: BTreeMap::new(),
+            node_labels_changed: false,
             degraded: BTreeMap::new(),
             waiting_for: sources.iter().copied().collect(),
             full_every,
@@ -144,7 +150,28 @@ impl Tracker {
             SourceUpdate::Recovered { source } => {
                 self.degraded.remove(&source);
             }
+            SourceUpdate::NodeLabels { source, labels } => {
+                if self.node_labels.get(&source) != Some(&labels) {
+                    self.node_labels.insert(source, labels);
+                    self.node_labels_changed = true;
+                }
+            }
         }
+    }
+
+    /// The node's labels from every source, Kubernetes' last so they win;
+    /// `None` before any source reported them.
+    fn merged_node_labels(&self) -> Option<std::collections::HashMap<String, String>> {
+        if self.node_labels.is_empty() {
+            return None;
+        }
+        let mut out = std::collections::HashMap::new();
+        for source in [Source::Docker, Source::Kubernetes] {
+            if let Some(labels) = self.node_labels.get(&source) {
+                out.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        Some(out)
     }
 
     /// What the next batch carries: a full snapshot when one is due (all
@@ -167,17 +194,30 @@ impl Tracker {
             self.removed.clear();
             let mut containers: Vec<ContainerInfo> = self.merged.values().cloned().collect();
             containers.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+            self.node_labels_changed = false;
+            let node_labels = self.merged_node_labels();
             return Some(v1::Inventory {
                 full: true,
                 containers,
                 removed_container_ids: Vec::new(),
                 events: std::mem::take(&mut self.events),
                 degraded,
+                node_labels_known: node_labels.is_some(),
+                node_labels: node_labels.unwrap_or_default(),
             });
         }
-        if self.changed.is_empty() && self.removed.is_empty() && self.events.is_empty() {
+        if self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.events.is_empty()
+            && !self.node_labels_changed
+        {
             return None;
         }
+        let node_labels = if std::mem::take(&mut self.node_labels_changed) {
+            self.merged_node_labels()
+        } else {
+            None
+        };
         let containers = std::mem::take(&mut self.changed)
             .iter()
             .filter_map(|id| self.merged.get(id).cloned())
@@ -188,6 +228,8 @@ impl Tracker {
             removed_container_ids: std::mem::take(&mut self.removed).into_iter().collect(),
             events: std::mem::take(&mut self.events),
             degraded,
+            node_labels_known: node_labels.is_some(),
+            node_labels: node_labels.unwrap_or_default(),
         })
     }
 
@@ -545,6 +587,54 @@ mod tests {
         let inv = t.take(now).unwrap_or_default();
         assert_eq!(kinds(&inv), vec![EventKind::Destroy]);
         assert_eq!(inv.removed_container_ids, vec![ID.to_string()]);
+    }
+
+    #[test]
+    fn node_labels_travel_with_full_snapshots_and_changes_kubernetes_winning() {
+        let mut t = Tracker::new(&[Source::Docker], DEFAULT_FULL_EVERY);
+        let now = Instant::now();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        t.apply(
+            SourceUpdate::NodeLabels {
+                source: Source::Docker,
+                labels: labels(&[("pool", "spot"), ("zone", "a")]),
+            },
+            1,
+        );
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Docker,
+                containers: vec![],
+            },
+            1,
+        );
+        let inv = t.take(now).unwrap_or_default();
+        assert!(inv.full && inv.node_labels_known);
+        assert_eq!(
+            inv.node_labels.get("pool").map(String::as_str),
+            Some("spot")
+        );
+        assert!(t.take(now).is_none(), "nothing changed");
+        t.apply(
+            SourceUpdate::NodeLabels {
+                source: Source::Kubernetes,
+                labels: labels(&[("pool", "on-demand")]),
+            },
+            2,
+        );
+        let inv = t.take(now).unwrap_or_default();
+        assert!(!inv.full && inv.node_labels_known, "{inv:?}");
+        assert_eq!(
+            inv.node_labels.get("pool").map(String::as_str),
+            Some("on-demand"),
+            "Kubernetes' labels win"
+        );
+        assert_eq!(inv.node_labels.get("zone").map(String::as_str), Some("a"));
     }
 
     #[test]

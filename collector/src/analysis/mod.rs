@@ -94,6 +94,20 @@ impl Analyzer {
         }
     }
 
+    /// This analyzer with `pricing.node_labels` resolved against the
+    /// nodes' stored labels; `None` when there are no label rules.
+    fn priced_by_labels(&self, reader: &Reader) -> Result<Option<Analyzer>, AnalysisError> {
+        if self.pricing.node_labels.is_empty() {
+            return Ok(None);
+        }
+        let labels = reader.node_labels()?;
+        Ok(Some(Analyzer {
+            settings: self.settings.clone(),
+            pricing: self.pricing.resolve(&labels),
+            read_path: self.read_path,
+        }))
+    }
+
     fn sql_prices(&self) -> SqlPrices {
         SqlPrices {
             default: (self.pricing.cpu_core_hour, self.pricing.memory_gib_hour),
@@ -156,6 +170,9 @@ impl Analyzer {
         request: &v1::RightsizeRequest,
         at_unix_ns: i64,
     ) -> Result<v1::RightsizeResponse, AnalysisError> {
+        if let Some(priced) = self.priced_by_labels(reader)? {
+            return priced.rightsize(reader, request, at_unix_ns);
+        }
         if request
             .cpu_limit_ratio
             .is_some_and(|r| r.is_nan() || r < 1.0)
@@ -263,6 +280,9 @@ impl Analyzer {
         request: &v1::IdleRequest,
         at_unix_ns: i64,
     ) -> Result<v1::IdleResponse, AnalysisError> {
+        if let Some(priced) = self.priced_by_labels(reader)? {
+            return priced.idle(reader, request, at_unix_ns);
+        }
         let scope = self.scope(
             request.scope.as_ref(),
             self.history_from(at_unix_ns),
@@ -293,6 +313,9 @@ impl Analyzer {
         request: &v1::CostRequest,
         at_unix_ns: i64,
     ) -> Result<v1::CostResponse, AnalysisError> {
+        if let Some(priced) = self.priced_by_labels(reader)? {
+            return priced.cost(reader, request, at_unix_ns);
+        }
         if request.window_s < 0 {
             return Err(AnalysisError::InvalidArgument(
                 "window_s must be >= 0 (0: the collector's default)".to_owned(),

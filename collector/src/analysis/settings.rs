@@ -2,7 +2,7 @@
 //! Read from the `analysis:` and `pricing:` sections of the collector's
 //! config file; every field is optional there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -179,6 +179,23 @@ pub struct Pricing {
     pub memory_gib_hour: f64,
     /// Prices of particular nodes, by node name.
     pub nodes: BTreeMap<String, NodePrice>,
+    /// Prices of nodes by their labels (Kubernetes Node labels, Docker
+    /// engine labels), for nodes not listed in `nodes`: the first rule
+    /// whose every selector label the node has applies.
+    pub node_labels: Vec<LabelPrice>,
+}
+
+/// Prices of the nodes whose labels match `selector`; an unset price takes
+/// the default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabelPrice {
+    /// Labels a node must all have, with these values.
+    pub selector: BTreeMap<String, String>,
+    /// Price of one vCPU-hour on these nodes.
+    pub cpu_core_hour: Option<f64>,
+    /// Price of one GiB-hour on these nodes.
+    pub memory_gib_hour: Option<f64>,
 }
 
 /// Prices of one node; an unset field takes the default.
@@ -200,11 +217,39 @@ impl Default for Pricing {
             cpu_core_hour: 0.031_611,
             memory_gib_hour: 0.004_237,
             nodes: BTreeMap::new(),
+            node_labels: Vec::new(),
         }
     }
 }
 
 impl Pricing {
+    /// These prices with the label rules turned into per-node prices for
+    /// the nodes in `labels` (node → its labels) that have no price of
+    /// their own; the rules are then dropped.
+    pub fn resolve(&self, labels: &HashMap<String, BTreeMap<String, String>>) -> Pricing {
+        let mut out = self.clone();
+        out.node_labels.clear();
+        for (node, have) in labels {
+            if out.nodes.contains_key(node) {
+                continue;
+            }
+            if let Some(rule) = self.node_labels.iter().find(|r| {
+                r.selector
+                    .iter()
+                    .all(|(k, v)| have.get(k).is_some_and(|h| h == v))
+            }) {
+                out.nodes.insert(
+                    node.clone(),
+                    NodePrice {
+                        cpu_core_hour: rule.cpu_core_hour,
+                        memory_gib_hour: rule.memory_gib_hour,
+                    },
+                );
+            }
+        }
+        out
+    }
+
     /// (vCPU-hour, GiB-hour) prices of `node`.
     pub fn of_node(&self, node: &str) -> (f64, f64) {
         match self.nodes.get(node) {
@@ -232,6 +277,17 @@ impl Pricing {
             if p.cpu_core_hour.is_some_and(|v| !ok(v)) || p.memory_gib_hour.is_some_and(|v| !ok(v))
             {
                 return Err(format!("pricing.nodes.{node}: prices must be >= 0"));
+            }
+        }
+        for (i, r) in self.node_labels.iter().enumerate() {
+            if r.selector.is_empty() {
+                return Err(format!(
+                    "pricing.node_labels[{i}]: selector is empty (it would match every node: set the default prices instead)"
+                ));
+            }
+            if r.cpu_core_hour.is_some_and(|v| !ok(v)) || r.memory_gib_hour.is_some_and(|v| !ok(v))
+            {
+                return Err(format!("pricing.node_labels[{i}]: prices must be >= 0"));
             }
         }
         Ok(())

@@ -36,6 +36,9 @@ pub(crate) fn store(
     inventory: &Inventory,
     received_unix_ns: i64,
 ) -> Result<(), StoreError> {
+    if inventory.node_labels_known {
+        store_node_labels(conn, node_name, &inventory.node_labels, received_unix_ns)?;
+    }
     for c in &inventory.containers {
         if c.container_id.is_empty() {
             tracing::warn!(agent_id, "inventory record without a container id skipped");
@@ -444,4 +447,48 @@ pub fn parse_event_kind(name: &str) -> Option<EventKind> {
     ]
     .into_iter()
     .find(|k| event_kind_name(*k as i32) == Some(name))
+}
+
+/// `node_labels`: the latest labels each node's agent reported.
+pub(crate) const NODE_LABELS_DDL: &str = "CREATE TABLE IF NOT EXISTS node_labels (
+    node_name       VARCHAR PRIMARY KEY,
+    labels          MAP(VARCHAR, VARCHAR) NOT NULL,
+    updated_unix_ns BIGINT NOT NULL
+)";
+
+/// Replaces `node_name`'s labels.
+fn store_node_labels(
+    conn: &Connection,
+    node_name: &str,
+    labels: &std::collections::HashMap<String, String>,
+    received_unix_ns: i64,
+) -> Result<(), StoreError> {
+    // No map parameter in the Rust binding: keys and values go as two
+    // lists of one text each, split on a separator no label has.
+    let mut sorted: Vec<(&String, &String)> = labels.iter().collect();
+    sorted.sort();
+    let keys: Vec<String> = sorted
+        .iter()
+        .map(|(k, _)| k.replace('\u{1f}', ""))
+        .collect();
+    let values: Vec<String> = sorted
+        .iter()
+        .map(|(_, v)| v.replace('\u{1f}', ""))
+        .collect();
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO node_labels VALUES (?,
+            CASE WHEN ? = 0 THEN MAP()::MAP(VARCHAR, VARCHAR)
+                 ELSE MAP(string_split(?, chr(31)), string_split(?, chr(31))) END, ?)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            node_name,
+            keys.len() as i64,
+            keys.join("\u{1f}"),
+            values.join("\u{1f}"),
+            received_unix_ns
+        ])
+    })
+    .map_err(sql("store node labels"))?;
+    Ok(())
 }

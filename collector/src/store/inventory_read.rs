@@ -210,3 +210,43 @@ pub fn parse_workload_kind(name: &str) -> v1::WorkloadKind {
     .find(|k| super::inventory::workload_kind_name(*k as i32) == name)
     .unwrap_or(K::Other)
 }
+
+impl Reader {
+    /// Every node's latest reported labels (nodes that reported none are
+    /// absent).
+    pub fn node_labels(
+        &self,
+    ) -> Result<HashMap<String, std::collections::BTreeMap<String, String>>, QueryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT node_name, array_to_string(map_keys(labels), chr(31)),
+                    array_to_string(map_values(labels), chr(31))
+                 FROM node_labels",
+            )
+            .map_err(sql("read node labels"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                ))
+            })
+            .map_err(sql("read node labels"))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (node, keys, values) = row.map_err(sql("read node labels"))?;
+            let labels = if keys.is_empty() {
+                std::collections::BTreeMap::new()
+            } else {
+                keys.split('\u{1f}')
+                    .map(str::to_owned)
+                    .zip(values.split('\u{1f}').map(str::to_owned))
+                    .collect()
+            };
+            out.insert(node, labels);
+        }
+        Ok(out)
+    }
+}

@@ -234,6 +234,11 @@ impl Store {
             .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
         schema::ensure(&mut conn, &shown, unix_now_ns())?;
         // Additive and unversioned: older files gain the table on open.
+        conn.execute_batch(inventory::NODE_LABELS_DDL)
+            .map_err(|source| StoreError::Schema {
+                step: "node_labels table",
+                source,
+            })?;
         conn.execute_batch(update_events::UPDATE_EVENTS_DDL)
             .map_err(|source| StoreError::Schema {
                 step: "update_events table",

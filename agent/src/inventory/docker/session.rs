@@ -269,6 +269,23 @@ impl<'a> Session<'a> {
         {
             return c.into();
         }
+        // The Engine's labels (`dockerd --label`) are this host's node
+        // labels, for pricing by label; a failure only loses those.
+        match self.docker.info().await {
+            Ok(info) => {
+                let labels = engine_labels(info.labels.as_deref().unwrap_or_default());
+                if let Err(c) = link
+                    .send(SourceUpdate::NodeLabels {
+                        source: Source::Docker,
+                        labels,
+                    })
+                    .await
+                {
+                    return c.into();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "docker info failed; no engine labels"),
+        }
         *connected = true;
 
         // Events since the newest one already handled (a reconnect to a
@@ -569,5 +586,41 @@ mod tests {
             "no Docker socket at /nonexistent/docker.sock (set DOCKER_HOST or mount the socket); \
              sampling continues without container names"
         );
+    }
+}
+
+/// Docker Engine labels (`key=value` strings) as a map; an entry without
+/// `=` is a key with an empty value.
+pub(crate) fn engine_labels(raw: &[String]) -> std::collections::BTreeMap<String, String> {
+    raw.iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.trim().to_owned(), v.trim().to_owned()),
+            None => (l.trim().to_owned(), String::new()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod engine_label_tests {
+    use super::engine_labels;
+
+    #[test]
+    fn engine_labels_are_key_value_pairs() {
+        let raw = vec![
+            "pool=spot".to_owned(),
+            "node.kubernetes.io/instance-type=m5.large".to_owned(),
+            "flag".to_owned(),
+            " ".to_owned(),
+        ];
+        let m = engine_labels(&raw);
+        assert_eq!(m.get("pool").map(String::as_str), Some("spot"));
+        assert_eq!(
+            m.get("node.kubernetes.io/instance-type")
+                .map(String::as_str),
+            Some("m5.large")
+        );
+        assert_eq!(m.get("flag").map(String::as_str), Some(""));
+        assert_eq!(m.len(), 3);
     }
 }
