@@ -12,6 +12,7 @@ use crate::cli::error::CliError;
 use crate::cli::render;
 use crate::cli::view::analysis::{sort_cost_lines, sort_idle, sort_recommendations};
 use crate::cli::view::analyze::{AnalyzeParts, OOM_EVENTS_WINDOW_S, ScopeView};
+use crate::cli::view::updates::UpdateDecisionView;
 use crate::cli::view::{AnalyzeView, CostView, EventView, IdleView, RecommendationView};
 use crate::wire::v1;
 
@@ -171,17 +172,24 @@ impl Session {
             kinds: vec![v1::EventKind::Oom as i32],
             limit: ANALYZE_OOM_EVENT_LIMIT,
         };
-        let (mut q1, mut q2, mut q3, mut q4) = (
+        let updates = v1::ListUpdatesRequest {
+            namespace: scope.namespace.clone(),
+            workload: scope.workload.clone(),
+            refresh: false,
+        };
+        let (mut q1, mut q2, mut q3, mut q4, mut q5) = (
+            self.conn.query(),
             self.conn.query(),
             self.conn.query(),
             self.conn.query(),
             self.conn.query(),
         );
-        let (r, i, c, e) = tokio::join!(
+        let (r, i, c, e, u) = tokio::join!(
             q1.rightsize(rightsize),
             q2.list_idle(idle),
             q3.get_cost(cost),
             q4.list_events(events),
+            q5.list_updates(updates),
         );
         let rightsize = self.answer("Rightsize", r, None).await?;
         let idle = self.answer("ListIdle", i, None).await?;
@@ -198,6 +206,32 @@ impl Session {
                 Ok(oom_events_of(&e.events, ids.as_ref()))
             }
             Err(e) => Err(e.to_string()),
+        };
+        // Update decisions cover the scope's namespace and workload; a
+        // node or pod narrows them to its containers. A collector with
+        // update checks off (or older) leaves the section unavailable.
+        let updates = match u {
+            Ok(resp) => {
+                let ids: Option<HashSet<&str>> = pod.then(|| {
+                    recommendations
+                        .iter()
+                        .filter_map(|r| r.container_id.as_deref())
+                        .collect()
+                });
+                Ok(resp
+                    .into_inner()
+                    .decisions
+                    .iter()
+                    .filter(|d| scope.node_name.is_empty() || d.nodes.contains(&scope.node_name))
+                    .filter(|d| {
+                        ids.as_ref().is_none_or(|ids| {
+                            d.container_ids.iter().any(|c| ids.contains(c.as_str()))
+                        })
+                    })
+                    .map(UpdateDecisionView::from)
+                    .collect())
+            }
+            Err(status) => Err(status.message().to_owned()),
         };
         let (kind, name, ns) = what.target();
         let namespace = Some(ns.wanted()).filter(|n| !n.is_empty());
@@ -216,6 +250,7 @@ impl Session {
             idle: IdleView::all(&idle),
             cost: CostView::new(&cost, CostBy::Workload),
             oom_events,
+            updates,
         });
         Ok(Output::ok(render::analyze(&view, format)?))
     }

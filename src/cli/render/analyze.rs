@@ -204,6 +204,41 @@ pub fn analyze(view: &AnalyzeView, format: Format) -> Result<String, CliError> {
         );
     }
 
+    match (&view.pending_updates, &view.pending_updates_error) {
+        (Some(updates), _) if !updates.is_empty() => {
+            let _ = writeln!(out, "\nPending image updates:");
+            let mut t = Table::new(&[
+                "NAMESPACE",
+                "WORKLOAD",
+                "CONTAINER",
+                "CURRENT",
+                "CANDIDATE",
+                "CHANGE",
+                "DECISION",
+            ]);
+            for d in updates {
+                t.row(vec![
+                    cell(
+                        Some(&d.namespace)
+                            .filter(|n| !n.is_empty())
+                            .map(String::as_str),
+                    ),
+                    d.workload.clone(),
+                    d.container.clone(),
+                    d.current.clone(),
+                    d.candidate.clone().unwrap_or_else(|| "-".into()),
+                    d.change.clone(),
+                    d.decision.clone(),
+                ]);
+            }
+            section_table(&mut out, t, updates.len(), "upid updates");
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "\nPending image updates: unavailable ({e})");
+        }
+        _ => {}
+    }
+
     let n = &view.not_enough_data;
     if n.count > 0 {
         let _ = writeln!(
@@ -225,7 +260,9 @@ mod tests {
     use crate::cli::args::CostBy;
     use crate::cli::render::fixtures::{self, NOW_NS};
     use crate::cli::view::analyze::{AnalyzeParts, ScopeView};
+    use crate::cli::view::updates::UpdateDecisionView;
     use crate::cli::view::{CostView, EventView, IdleView};
+    use crate::wire::v1;
 
     fn parts() -> AnalyzeParts {
         AnalyzeParts {
@@ -243,7 +280,49 @@ mod tests {
                 .map(EventView::from)
                 .filter(|e| e.event_type == "oom")
                 .collect()),
+            updates: Ok(vec![
+                UpdateDecisionView::from(&v1::UpdateDecision {
+                    namespace: "shop".into(),
+                    workload: "web".into(),
+                    container: "app".into(),
+                    current: "registry.local/web:1.4.2".into(),
+                    candidate: Some("registry.local/web:1.4.3".into()),
+                    change: "patch".into(),
+                    decision: "approve".into(),
+                    ..Default::default()
+                }),
+                UpdateDecisionView::from(&v1::UpdateDecision {
+                    workload: "db".into(),
+                    current: "postgres:16.4".into(),
+                    change: "none".into(),
+                    decision: "none".into(),
+                    ..Default::default()
+                }),
+            ]),
         }
+    }
+
+    #[test]
+    fn pending_updates_list_what_has_a_decision_and_say_when_unavailable() {
+        let view = AnalyzeView::new(parts());
+        let out = analyze(&view, Format::Table).expect("renders");
+        assert!(out.contains("Pending image updates:"), "{out}");
+        assert!(out.contains("registry.local/web:1.4.3"), "{out}");
+        assert!(
+            !out.contains("postgres:16.4"),
+            "nothing to decide: left out\n{out}"
+        );
+        let mut p = parts();
+        p.updates = Err("update checks are off".into());
+        let out = analyze(&AnalyzeView::new(p), Format::Table).expect("renders");
+        assert!(
+            out.contains("Pending image updates: unavailable (update checks are off)"),
+            "{out}"
+        );
+        let json = analyze(&view, Format::Json).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v["pending_updates"][0]["decision"], "approve");
+        assert_eq!(v["pending_updates"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]
@@ -276,6 +355,10 @@ Throttling hot spots (CPU throttled in 5.0% of periods or more):
   NAMESPACE   WORKLOAD   CONTAINER   THROTTLED   P90_CPU   CPU_REQ   CPU_LIM
   shop        web        web         12%         0.250     -→300m    1500m→600m
 
+Pending image updates:
+  NAMESPACE   WORKLOAD   CONTAINER   CURRENT                    CANDIDATE                  CHANGE   DECISION
+  shop        web        app         registry.local/web:1.4.2   registry.local/web:1.4.3   patch    approve
+
 Not enough data: 1 of 3 containers has too little history for a recommendation; import history: `upid-collector import prometheus --url URL --since 14d`, or `upid-collector import parquet FILE`
 ";
         assert_eq!(out, expected, "\n{out}");
@@ -293,6 +376,7 @@ Not enough data: 1 of 3 containers has too little history for a recommendation; 
             .retain(|r| r.workload.as_deref() == Some("checkout"));
         p.idle.clear();
         p.oom_events = Err("the collector does not implement ListEvents".into());
+        p.updates = Ok(Vec::new());
         let view = AnalyzeView::new(p);
         let out = analyze(&view, Format::Table).expect("renders");
         assert!(
@@ -304,6 +388,7 @@ Not enough data: 1 of 3 containers has too little history for a recommendation; 
             "Idle workloads",
             "OOM hot spots",
             "Throttling hot spots",
+            "Pending image updates",
             "Not enough data",
         ] {
             assert!(!out.contains(absent), "{absent} in\n{out}");

@@ -9,6 +9,7 @@ use crate::cli::view::analysis::{
     CostView, IdleView, PricingView, RecommendationView, by_name, desc, sort_idle,
     sort_recommendations,
 };
+use crate::cli::view::updates::UpdateDecisionView;
 
 /// Rows in "Top savings".
 pub const TOP_SAVINGS: usize = 5;
@@ -136,6 +137,12 @@ pub struct AnalyzeView {
     /// Recommendations whose CPU was throttled in at least 5 % of the CFS
     /// periods, most throttled first.
     pub throttling_hot_spots: Vec<RecommendationView>,
+    /// Image updates with something to decide (approve first, then review,
+    /// hold, block); `null` when the collector could not say.
+    pub pending_updates: Option<Vec<UpdateDecisionView>>,
+    /// Why `pending_updates` is `null` (update checks off, an older
+    /// collector...).
+    pub pending_updates_error: Option<String>,
     /// Rows without enough history.
     pub not_enough_data: NotEnoughDataView,
 }
@@ -155,6 +162,8 @@ pub struct AnalyzeParts {
     pub cost: CostView,
     /// OOM events of the scope, or why they are missing.
     pub oom_events: Result<Vec<EventView>, String>,
+    /// The scope's image update decisions, or why they are missing.
+    pub updates: Result<Vec<UpdateDecisionView>, String>,
 }
 
 impl AnalyzeView {
@@ -167,6 +176,7 @@ impl AnalyzeView {
             idle,
             cost,
             oom_events,
+            updates,
         } = parts;
         let currency = if cost.pricing.currency.is_empty() {
             recommendations
@@ -225,7 +235,27 @@ impl AnalyzeView {
             }
             Err(e) => (None, Some(e)),
         };
+        let (pending_updates, pending_updates_error) = match updates {
+            Ok(mut decisions) => {
+                decisions.retain(|d| d.decision != "none");
+                let rank = |d: &UpdateDecisionView| match d.decision.as_str() {
+                    "approve" => 0,
+                    "review" => 1,
+                    "hold" => 2,
+                    _ => 3,
+                };
+                decisions.sort_by(|a, b| {
+                    rank(a)
+                        .cmp(&rank(b))
+                        .then_with(|| (&a.namespace, &a.workload).cmp(&(&b.namespace, &b.workload)))
+                });
+                (Some(decisions), None)
+            }
+            Err(e) => (None, Some(e)),
+        };
         AnalyzeView {
+            pending_updates,
+            pending_updates_error,
             scope,
             at_unix_ns,
             at: units::rfc3339(at_unix_ns),
