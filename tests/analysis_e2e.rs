@@ -6,7 +6,10 @@
 //!
 //! The answers are worked out by hand below (see docs/analysis.md for the
 //! rules): a steady 0.25-core service asking for a whole core, and a
-//! service that has been quiet for four days.
+//! service that has been quiet for four days; then the hard cases, each
+//! checked in what `upid rightsize` prints: daily spikes between samples,
+//! heavy throttling, an OOM kill, two hours of history, and a workload
+//! whose container is replaced every six hours.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -165,5 +168,239 @@ fn imported_history_is_rightsized_found_idle_and_costed_through_upid() {
     for section in ["Cost", "Top savings", "Idle workloads", "forgotten", "api"] {
         assert!(screen.contains(section), "no {section:?} in:\n{screen}");
     }
+    c.stop();
+}
+
+/// A recommended CPU request from a percentile known to lie in [`v`,
+/// `v` × 1.05 + 0.01] (one VPA CPU bucket above the truth) × `factor`,
+/// rounded up to millicores.
+fn cpu_range(v: f64, factor: f64) -> std::ops::RangeInclusive<f64> {
+    (v * factor * 1000.0 - 1.0)..=((v * 1.05 + 0.01) * factor * 1000.0 + 1.0)
+}
+
+/// The hard cases of docs/analysis.md, four days ending at `end` (the
+/// export schema; workloads named after their case):
+/// - `spiky`: 0.1 cores, 200 MiB working set, but a per-tick peak of
+///   800 MiB for one minute every day at 12:00;
+/// - `encoder`: pegged at its 0.5-core limit, throttled in 40 % of periods;
+/// - `killed`: 200 MiB under a 256 MiB limit, OOM-killed once, 2 days ago;
+/// - `newcomer`: two hours of history only;
+/// - `flaky`: a new container id every 6 hours (restarts), 0.3 cores.
+fn write_hard_cases(file: &Path, end: i64) {
+    let conn = duckdb::Connection::open_in_memory().expect("duckdb");
+    let from = end - 4 * DAY_NS;
+    let killed_at = (end - 2 * DAY_NS) / MIN_NS * MIN_NS;
+    let row = |id: &str,
+               wl: &str,
+               cpu: &str,
+               thr: &str,
+               ws: &str,
+               peak: &str,
+               oom: &str,
+               lim: &str,
+               since: i64| {
+        format!(
+            "SELECT make_timestamp(ts // 1000) AS ts, 60.0::DOUBLE AS interval_s,
+                'node-1' AS node, {id} AS container_id, 'cases' AS namespace,
+                {id} || '-pod' AS pod, 'app' AS container, 'Deployment' AS workload_kind,
+                '{wl}' AS workload, 'registry.local/{wl}:1.0' AS image,
+                ({cpu})::DOUBLE AS cpu_cores, ({thr})::DOUBLE AS cpu_throttled_ratio,
+                ({ws})::UBIGINT AS memory_working_set_bytes, ({peak})::UBIGINT AS memory_peak_bytes,
+                ({oom})::UBIGINT AS oom_kills, 300::UBIGINT AS net_rx_bytes, 300::UBIGINT AS net_tx_bytes,
+                NULL::DOUBLE AS cpu_request_cores, ({lim})::DOUBLE AS cpu_limit_cores,
+                NULL::UBIGINT AS memory_request_bytes,
+                (CASE WHEN '{wl}' = 'killed' THEN 268435456 ELSE NULL END)::UBIGINT AS memory_limit_bytes
+            FROM range({since}::BIGINT, {end}::BIGINT, {MIN_NS}::BIGINT) t(ts)"
+        )
+    };
+    let mib = |n: u64| (n * 1_048_576).to_string();
+    let parts = [
+        row(
+            "'spiky-1'",
+            "spiky",
+            "0.1",
+            "NULL",
+            &mib(200),
+            &format!(
+                "CASE WHEN ts % {DAY_NS} = {} THEN {} ELSE {} END",
+                DAY_NS / 2,
+                mib(800),
+                mib(200)
+            ),
+            "0",
+            "NULL",
+            from,
+        ),
+        row(
+            "'enc-1'",
+            "encoder",
+            "0.5",
+            "0.4",
+            &mib(64),
+            &mib(64),
+            "0",
+            "0.5",
+            from,
+        ),
+        row(
+            "'killed-1'",
+            "killed",
+            "0.05",
+            "NULL",
+            &mib(200),
+            &mib(200),
+            &format!("CASE WHEN ts = {killed_at} THEN 1 ELSE 0 END"),
+            "NULL",
+            from,
+        ),
+        row(
+            "'new-1'",
+            "newcomer",
+            "0.3",
+            "NULL",
+            &mib(50),
+            &mib(50),
+            "0",
+            "NULL",
+            end - 120 * MIN_NS,
+        ),
+        row(
+            &format!("'flaky-' || ((ts - {from}) // {})", 6 * 60 * MIN_NS),
+            "flaky",
+            "0.3",
+            "NULL",
+            &mib(64),
+            &mib(64),
+            "0",
+            "NULL",
+            from,
+        ),
+    ];
+    let sql = format!(
+        "COPY ({}) TO '{}' (FORMAT PARQUET)",
+        parts.join(" UNION ALL "),
+        file.display()
+    );
+    conn.execute_batch(&sql).expect("write the Parquet history");
+}
+
+#[test]
+fn the_hard_cases_reach_upid_as_worked_out_by_hand() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("upid.duckdb");
+    let history = dir.path().join("cases.parquet");
+    let end = now_minute_ns();
+    write_hard_cases(&history, end);
+    run(Command::new(bin("upid-collector")).args([
+        "import",
+        "parquet",
+        history.to_str().expect("utf-8 path"),
+        "--store",
+        store.to_str().expect("utf-8 path"),
+    ]));
+    let c = collector::serve(&store).start();
+    let server = c.url();
+    let recs = upid_json(&server, &["rightsize", "-n", "cases"]);
+    let rec = |wl: &str| {
+        recs.as_array()
+            .and_then(|a| a.iter().find(|r| r["workload"] == wl))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {wl} row in {recs:#}"))
+    };
+
+    // Spikes between samples: every daily peak is 800 MiB, so the memory
+    // request covers it (p90 of daily peaks, one bucket of 5 % + 10 MB at
+    // most, + 15 %), not the 200 MiB working set.
+    let spiky = rec("spiky");
+    let mem = f64_of(&spiky, "memory_request_bytes") / 1_048_576.0;
+    let hi = (800.0 * 1.05 + 1e7 / 1_048_576.0) * 1.15;
+    assert!(
+        (920.0..=hi + 1.0).contains(&mem),
+        "spiky memory {mem} MiB: {spiky:#}"
+    );
+    assert_eq!(
+        spiky["evidence"]["memory_max_peak_bytes"],
+        800u64 * 1_048_576
+    );
+
+    // Throttling: p95 of 0.5 cores × (1 + 0.4) × 1.15.
+    let enc = rec("encoder");
+    let cpu = f64_of(&enc, "cpu_request_millicores");
+    assert!(
+        cpu_range(0.5, 1.4 * 1.15).contains(&cpu),
+        "encoder cpu {cpu}: {enc:#}"
+    );
+    assert_eq!(
+        enc["evidence"]["cpu_request_driver"], "throttling",
+        "{enc:#}"
+    );
+    assert!(
+        enc["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("throttled in 40%"),
+        "{enc:#}"
+    );
+
+    // The OOM kill: killed at its 256 MiB limit, so memory goes to at
+    // least max(256 + 100, 256 × 1.2) = 356 MiB; the kill is evidence.
+    let killed = rec("killed");
+    assert_eq!(killed["evidence"]["oom_kills"], 1, "{killed:#}");
+    assert!(
+        f64_of(&killed, "memory_request_bytes") >= 356.0 * 1_048_576.0,
+        "{killed:#}"
+    );
+    // The bump is max(256 + 100, 256 × 1.2) = 356 MiB exactly; it becomes
+    // the kill day's peak (so the request driver stays the daily-peak
+    // percentile) and sets the limit.
+    assert_eq!(
+        killed["evidence"]["oom_bump_bytes"],
+        356u64 * 1_048_576,
+        "{killed:#}"
+    );
+    assert_eq!(
+        killed["evidence"]["memory_limit_driver"], "oom",
+        "{killed:#}"
+    );
+    assert!(
+        killed["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("OOM-killed 1× at 256Mi"),
+        "{killed:#}"
+    );
+
+    // Two hours of history: no numbers, says why.
+    let young = rec("newcomer");
+    assert!(young["cpu_request_millicores"].is_null(), "{young:#}");
+    assert_eq!(young["samples"], 120);
+    assert!(
+        young["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("not enough data"),
+        "{young:#}"
+    );
+
+    // Restarts: 16 container ids of 6 hours are one workload, one
+    // running replica, 0.3 cores + 15 %.
+    let flaky = rec("flaky");
+    assert_eq!(flaky["replicas"], 1, "{flaky:#}");
+    assert!(
+        flaky["evidence"]["restarts"].as_u64().unwrap_or(0) >= 15,
+        "{flaky:#}"
+    );
+    let cpu = f64_of(&flaky, "cpu_request_millicores");
+    assert!(
+        cpu_range(0.3, 1.15).contains(&cpu),
+        "flaky cpu {cpu}: {flaky:#}"
+    );
+
+    // The table people read says the same.
+    let table = upid(&server, &["rightsize", "-n", "cases"]);
+    for wl in ["spiky", "encoder", "killed", "newcomer", "flaky"] {
+        assert!(table.contains(wl), "no {wl} in:\n{table}");
+    }
+    assert!(table.contains("not enough data"), "{table}");
     c.stop();
 }
