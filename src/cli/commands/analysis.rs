@@ -195,42 +195,37 @@ impl Session {
         let idle = self.answer("ListIdle", i, None).await?;
         let cost = self.answer("GetCost", c, None).await?;
         let recommendations = RecommendationView::all(&rightsize);
+        // A pod's containers (its rightsizing is by container): what its
+        // events and updates are narrowed to.
+        let pod_ids: Option<HashSet<String>> = pod.then(|| {
+            recommendations
+                .iter()
+                .filter_map(|r| r.container_id.clone())
+                .collect()
+        });
+        let pod_ids_ref: Option<HashSet<&str>> = pod_ids
+            .as_ref()
+            .map(|ids| ids.iter().map(String::as_str).collect());
         let oom_events = match self.answer("ListEvents", e, None).await {
-            Ok(e) => {
-                let ids: Option<HashSet<&str>> = pod.then(|| {
-                    recommendations
-                        .iter()
-                        .filter_map(|r| r.container_id.as_deref())
-                        .collect()
-                });
-                Ok(oom_events_of(&e.events, ids.as_ref()))
-            }
+            Ok(e) => Ok(oom_events_of(&e.events, pod_ids_ref.as_ref())),
             Err(e) => Err(e.to_string()),
         };
         // Update decisions cover the scope's namespace and workload; a
         // node or pod narrows them to its containers. A collector with
         // update checks off (or older) leaves the section unavailable.
         let updates = match u {
-            Ok(resp) => {
-                let ids: Option<HashSet<&str>> = pod.then(|| {
-                    recommendations
-                        .iter()
-                        .filter_map(|r| r.container_id.as_deref())
-                        .collect()
-                });
-                Ok(resp
-                    .into_inner()
-                    .decisions
-                    .iter()
-                    .filter(|d| scope.node_name.is_empty() || d.nodes.contains(&scope.node_name))
-                    .filter(|d| {
-                        ids.as_ref().is_none_or(|ids| {
-                            d.container_ids.iter().any(|c| ids.contains(c.as_str()))
-                        })
-                    })
-                    .map(UpdateDecisionView::from)
-                    .collect())
-            }
+            Ok(resp) => Ok(resp
+                .into_inner()
+                .decisions
+                .iter()
+                .filter(|d| scope.node_name.is_empty() || d.nodes.contains(&scope.node_name))
+                .filter(|d| {
+                    pod_ids
+                        .as_ref()
+                        .is_none_or(|ids| d.container_ids.iter().any(|c| ids.contains(c)))
+                })
+                .map(UpdateDecisionView::from)
+                .collect()),
             Err(status) => Err(status.message().to_owned()),
         };
         let (kind, name, ns) = what.target();
