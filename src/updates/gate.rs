@@ -218,6 +218,18 @@ pub enum Outcome {
     Skipped,
 }
 
+impl Outcome {
+    /// `pass`, `degraded`, `failed` or `skipped`, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Degraded => "degraded",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
 /// One check with its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {

@@ -357,6 +357,20 @@ pub(super) fn cost_row(r: &Row<'_>) -> duckdb::Result<SeriesCost> {
     })
 }
 
+/// A quiet-stretch row: series key, CPU max, core-seconds, covered
+/// seconds, network max rate, network bytes, cost (both read paths).
+pub(super) fn quiet_stretch(r: &Row<'_>) -> duckdb::Result<QuietStretch> {
+    Ok(QuietStretch {
+        series_key: r.get(0)?,
+        cpu_max_cores: r.get(1)?,
+        cpu_core_s: r.get(2)?,
+        cpu_covered_s: r.get(3)?,
+        net_max_bytes_per_s: r.get(4)?,
+        net_bytes: r.get(5)?,
+        cost: r.get(6)?,
+    })
+}
+
 impl Reader {
     /// Facts of every series in `scope`; `run_rate_from_unix_ns` starts the
     /// stretch monthly figures are scaled from. Without `activity` the
@@ -533,17 +547,7 @@ impl Reader {
         let conn = self.conn();
         let mut stmt = conn.prepare(&query).map_err(sql("quiet stretches"))?;
         let rows = stmt
-            .query_map(params_from_iter(params.iter()), |r| {
-                Ok(QuietStretch {
-                    series_key: r.get(0)?,
-                    cpu_max_cores: r.get(1)?,
-                    cpu_core_s: r.get(2)?,
-                    cpu_covered_s: r.get(3)?,
-                    net_max_bytes_per_s: r.get(4)?,
-                    net_bytes: r.get(5)?,
-                    cost: r.get(6)?,
-                })
-            })
+            .query_map(params_from_iter(params.iter()), quiet_stretch)
             .map_err(sql("quiet stretches"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("quiet stretches"))

@@ -532,17 +532,7 @@ impl Reader {
             "quiet stretches (summary)",
             &query,
             &scope_params(scope),
-            |r| {
-                Ok(QuietStretch {
-                    series_key: r.get(0)?,
-                    cpu_max_cores: r.get(1)?,
-                    cpu_core_s: r.get(2)?,
-                    cpu_covered_s: r.get(3)?,
-                    net_max_bytes_per_s: r.get(4)?,
-                    net_bytes: r.get(5)?,
-                    cost: r.get(6)?,
-                })
-            },
+            super::usage_read::quiet_stretch,
         )
     }
 

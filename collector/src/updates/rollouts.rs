@@ -44,7 +44,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use upid::updates::decide::span;
-use upid::updates::gate::{self, HealthStatus, Outcome, Thresholds, Window};
+use upid::updates::docker_apply::ROLLBACK_SUFFIX;
+use upid::updates::gate::{self, HealthStatus, Thresholds, Window};
 use upid::wire::v1;
 
 use super::settings::{DEFAULT_ROLLOUT_WINDOW_S, MAX_ROLLOUT_WINDOW_S, MIN_ROLLOUT_WINDOW_S};
@@ -59,8 +60,6 @@ pub const DEFAULT_SINCE_S: i64 = 86_400;
 /// An old container's last exit this close before the change is the
 /// rollout stopping it, not a crash.
 const STOP_GRACE_NS: i64 = 60 * NS_PER_S;
-/// Suffix `upid updates apply` gives the old container it takes off.
-const ROLLBACK_SUFFIX: &str = "-upid-rollback";
 
 /// A workload container: what one rollout changes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -806,7 +805,7 @@ fn judge(
             .iter()
             .map(|c| v1::GateCheck {
                 check: c.check.as_str().to_owned(),
-                outcome: outcome_name(c.outcome).to_owned(),
+                outcome: c.outcome.as_str().to_owned(),
                 before: c.before.clone(),
                 after: c.after.clone(),
                 before_value: c.before_value,
@@ -821,13 +820,4 @@ fn judge(
         nodes,
         note: notes.join("; "),
     })
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "pass",
-        Outcome::Degraded => "degraded",
-        Outcome::Failed => "failed",
-        Outcome::Skipped => "skipped",
-    }
 }

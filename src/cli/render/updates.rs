@@ -225,7 +225,7 @@ pub fn apply(view: &ApplyView, format: Format) -> Result<String, CliError> {
     for c in &view.gate.checks {
         checks.row(vec![
             c.check.as_str().to_string(),
-            format!("{:?}", c.outcome).to_lowercase(),
+            c.outcome.as_str().to_string(),
             c.before.clone(),
             c.after.clone(),
             c.reason.clone(),
