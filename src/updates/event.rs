@@ -44,8 +44,18 @@ pub enum UpdateEventKind {
     /// The rollback could not be completed; the message says what state
     /// things are in and what to do.
     RollbackFailed,
-    /// A Docker API call failed mid-way; the message says what was undone.
+    /// A Docker or Kubernetes API call failed mid-way; the message says
+    /// what was undone.
     ApplyAborted,
+    /// Kubernetes: the workload's pod template was patched with the new
+    /// image.
+    TemplatePatched,
+    /// Kubernetes: the rollout completed (as `kubectl rollout status`
+    /// says it).
+    RolloutCompleted,
+    /// Kubernetes: the rollout failed (progress deadline exceeded, not
+    /// complete in time, or its new pods failing).
+    RolloutFailed,
 }
 
 impl UpdateEventKind {
@@ -69,6 +79,9 @@ impl UpdateEventKind {
             UpdateEventKind::RolledBack => "rolled_back",
             UpdateEventKind::RollbackFailed => "rollback_failed",
             UpdateEventKind::ApplyAborted => "apply_aborted",
+            UpdateEventKind::TemplatePatched => "template_patched",
+            UpdateEventKind::RolloutCompleted => "rollout_completed",
+            UpdateEventKind::RolloutFailed => "rollout_failed",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod decide;
 pub mod docker_apply;
 pub mod event;
 pub mod gate;
+pub mod kube_apply;
 pub mod policy;
 pub mod reference;
 pub mod tag;
