@@ -383,8 +383,11 @@ fn rbac_problems(docs: &[Value], p: &mut Vec<String>) {
 /// Resources, security contexts and host namespaces of every workload.
 fn workload_problems(docs: &[Value], p: &mut Vec<String>) {
     for (workload, spec) in pod_specs(docs) {
+        let is_agent = workload == format!("DaemonSet/{AGENT}");
         for host in ["hostNetwork", "hostPID", "hostIPC"] {
-            if spec[host] == true {
+            // The agent alone shares the host's PID namespace (see
+            // agent_problems).
+            if spec[host] == true && !(is_agent && host == "hostPID") {
                 p.push(format!("{workload}: {host} is not needed"));
             }
         }
@@ -438,6 +441,14 @@ fn agent_problems(docs: &[Value], p: &mut Vec<String>) {
     let spec = &ds["spec"]["template"]["spec"];
     if spec["serviceAccountName"] != AGENT {
         p.push(format!("DaemonSet/{AGENT}: serviceAccountName {AGENT}"));
+    }
+    // cgroup.procs names processes as the reader's PID namespace numbers
+    // them (and omits the others): only in the host's do they match
+    // /host/proc/<pid>, where network namespaces are found.
+    if spec["hostPID"] != true {
+        p.push(format!(
+            "DaemonSet/{AGENT}: hostPID, or cgroup.procs lists no host pids (no traffic per pod)"
+        ));
     }
     let tolerates_all = arr(&spec["tolerations"])
         .iter()
@@ -1269,6 +1280,19 @@ fn the_checks_catch_what_they_guard() {
             }
         }),
         NODE_NAME_ENV,
+    );
+    caught(
+        &problems_after(|d| {
+            doc_mut(d, "DaemonSet", AGENT)["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        }),
+        "hostNetwork is not needed",
+    );
+    caught(
+        &problems_after(|d| {
+            let spec = &mut doc_mut(d, "DaemonSet", AGENT)["spec"]["template"]["spec"];
+            spec.as_object_mut().expect("pod spec").remove("hostPID");
+        }),
+        "hostPID",
     );
     caught(
         &problems_after(|d| {
