@@ -391,6 +391,11 @@ fn workload_problems(docs: &[Value], p: &mut Vec<String>) {
                 p.push(format!("{workload}: {host} is not needed"));
             }
         }
+        // Service/upid-collector's variables would be UPID_COLLECTOR_*,
+        // beside upid's own settings.
+        if spec["enableServiceLinks"] != false {
+            p.push(format!("{workload}: enableServiceLinks false"));
+        }
         if spec["securityContext"]["seccompProfile"]["type"] != "RuntimeDefault" {
             p.push(format!("{workload}: seccompProfile RuntimeDefault"));
         }
