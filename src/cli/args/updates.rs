@@ -1,5 +1,6 @@
 //! Flags of `upid updates ...`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -17,10 +18,12 @@ pub enum UpdatesWhat {
     /// Decide offline whether to update one image, from tags you give: no
     /// collector and no registry are asked.
     Decide(DecideArgs),
-    /// Update one Docker container on this host to the image its decision
-    /// approves: recreate it keeping its configuration, run the health
-    /// gate, roll back automatically when the gate fails, and record every
-    /// step at the collector (`upid updates events`).
+    /// Update one Docker container on this host, or one Kubernetes
+    /// workload (deployment/NAME, statefulset/NAME, daemonset/NAME), to the
+    /// image its decision approves: recreate the container keeping its
+    /// configuration, or patch the pod template and watch the rollout; run
+    /// the health gate, roll back automatically when it fails, and record
+    /// every step at the collector (`upid updates events`).
     Apply(ApplyArgs),
     /// Steps of applied updates recorded at the collector, newest first.
     Events(UpdateEventsArgs),
@@ -80,8 +83,10 @@ pub struct UpdatesListArgs {
 /// Flags of `upid updates apply`.
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
-    /// The container: its name or id on this host's Docker Engine.
-    #[arg(value_name = "CONTAINER")]
+    /// The Docker container (its name or id on this host's Docker Engine),
+    /// or a Kubernetes workload as KIND/NAME: deployment/web,
+    /// statefulset/db, daemonset/agent (also deploy/, sts/, ds/).
+    #[arg(value_name = "CONTAINER|KIND/NAME")]
     pub container: String,
     /// Apply even when the decision is not `approve` (review, hold, block),
     /// or apply --to a tag of your choosing.
@@ -113,6 +118,50 @@ pub struct ApplyArgs {
     /// the old container stopped for a manual rollback).
     #[arg(long)]
     pub rollback_on_degraded: bool,
+    /// Kubernetes: the workload's namespace (default: the kubeconfig
+    /// context's, else `default`).
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubernetes: which container of the pod template to update (needed
+    /// when it has several).
+    #[arg(long = "container", value_name = "NAME")]
+    pub pod_container: Option<String>,
+    /// Kubernetes: the kubeconfig file (default: $KUBECONFIG, else
+    /// ~/.kube/config, else the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes: the kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Kubernetes: longest wait for the rollout (and for a rollback's) to
+    /// complete; a rollout not complete by then is rolled back.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rollout_timeout: Duration,
+    /// Time between two reads of the container or the workload and its
+    /// pods (default: 500ms on Docker, 1s on Kubernetes).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+}
+
+impl ApplyArgs {
+    /// The Kubernetes-only flags given, by name (for refusing them on a
+    /// Docker container).
+    pub fn kubernetes_flags(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.namespace.is_some() {
+            given.push("--namespace");
+        }
+        if self.pod_container.is_some() {
+            given.push("--container");
+        }
+        if self.kubeconfig.is_some() {
+            given.push("--kubeconfig");
+        }
+        if self.context.is_some() {
+            given.push("--context");
+        }
+        given
+    }
 }
 
 /// Flags of `upid updates events`.

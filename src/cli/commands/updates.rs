@@ -6,6 +6,8 @@
 //! updates rollouts` lists the image changes the collector saw, judged by
 //! the health gate.
 
+mod kube;
+
 use super::Session;
 use crate::cli::Output;
 use crate::cli::args::{
@@ -21,6 +23,7 @@ use crate::updates::decide::{Candidate, decide as decide_update};
 use crate::updates::docker_apply::{ApplyOptions, apply};
 use crate::updates::event::UpdateEvent;
 use crate::updates::gate::Verdict as GateVerdictKind;
+use crate::updates::kube_apply::WorkloadRef;
 use crate::updates::policy::{Policy, PolicyLevel, PolicySource};
 use crate::updates::reference::ImageReference;
 use crate::wire::v1;
@@ -178,6 +181,27 @@ impl Session {
     /// step recorded at the collector. Fails (non-zero exit) when the
     /// update was rolled back or could not be applied.
     pub async fn apply_update(&self, args: &ApplyArgs, format: Format) -> Result<Output, CliError> {
+        match WorkloadRef::parse(&args.container, "") {
+            Ok(Some(workload)) => return self.apply_kube(args, workload, format).await,
+            Ok(None) => {}
+            Err(message) => {
+                return Err(CliError::BadFlag {
+                    flag: "CONTAINER|KIND/NAME",
+                    reason: message,
+                });
+            }
+        }
+        let kube_only = args.kubernetes_flags();
+        if !kube_only.is_empty() {
+            return Err(CliError::Apply {
+                message: format!(
+                    "{} only apply to a Kubernetes workload (KIND/NAME, such as deployment/{}); {:?} is a Docker container name; nothing was changed",
+                    kube_only.join(", "),
+                    args.container,
+                    args.container
+                ),
+            });
+        }
         let docker = bollard::Docker::connect_with_local_defaults().map_err(|e| {
             CliError::Apply {
                 message: format!(
@@ -210,15 +234,28 @@ impl Session {
             .iter()
             .find(|d| d.container_ids.contains(&id))
             .cloned();
-        let target = choose_target(args, &current, decision.as_ref())?;
+        let what = format!("{:?}", args.container);
+        let no_decision = format!(
+            "the collector has no decision for container {what}: it lists only running containers an agent (or `upid-collector standalone`) on this host reports; check `upid updates`, or give --to TAG --force"
+        );
+        let target = choose_target(
+            args,
+            &what,
+            "Docker",
+            &no_decision,
+            &current,
+            decision.as_ref(),
+        )?;
 
+        let defaults = ApplyOptions::default();
         let options = ApplyOptions {
             before_window: args.before_window,
             health_timeout: args.health_timeout,
             gate_window: args.gate_window,
             keep_old: args.keep_old,
             rollback_on_degraded: args.rollback_on_degraded,
-            ..ApplyOptions::default()
+            poll_interval: args.poll_interval.unwrap_or(defaults.poll_interval),
+            ..defaults
         };
         let outcome = apply(&docker, &args.container, &target, &options).await;
         let node = hostname();
@@ -269,6 +306,7 @@ impl Session {
             gate: report.gate.clone(),
             events: report.events.clone(),
             recording_error,
+            kubernetes: None,
         };
         let mut out = Output::ok(render::apply(&view, format)?);
         out.success = !report.rolled_back && verdict != GateVerdictKind::Failed;
@@ -310,9 +348,15 @@ impl Session {
 }
 
 /// The image to apply: the approved candidate, or with --force the
-/// candidate whatever its decision, or --to's tag.
+/// candidate whatever its decision, or --to's tag. `what` names the
+/// container (or workload) in messages, `seen_by` what says it runs
+/// `current` (`Docker`, `the pod template`), `no_decision` is the refusal
+/// when the collector has no decision for it.
 fn choose_target(
     args: &ApplyArgs,
+    what: &str,
+    seen_by: &str,
+    no_decision: &str,
     current: &ImageReference,
     decision: Option<&v1::UpdateDecision>,
 ) -> Result<String, CliError> {
@@ -327,34 +371,27 @@ fn choose_target(
         });
         if !approved && !args.force {
             return refuse(format!(
-                "{wanted} is not the approved update of {:?}: add --force to apply it anyway",
-                args.container
+                "{wanted} is not the approved update of {what}: add --force to apply it anyway"
             ));
         }
         return Ok(wanted);
     }
     let Some(d) = decision else {
-        return refuse(format!(
-            "the collector has no decision for container {:?}: it lists only running containers an agent (or `upid-collector standalone`) on this host reports; check `upid updates`, or give --to TAG --force",
-            args.container
-        ));
+        return refuse(no_decision.to_owned());
     };
     if !same_image(&d.current, &current.to_string()) {
         return refuse(format!(
-            "the collector still sees {:?} running {} but Docker says {current}: its inventory is behind (it follows within seconds); try again",
-            args.container, d.current
+            "the collector still sees {what} running {} but {seen_by} says {current}: its inventory is behind (it follows within seconds); try again",
+            d.current
         ));
     }
     let Some(candidate) = d.candidate.clone() else {
-        return refuse(format!(
-            "nothing to apply to {:?}: {}",
-            args.container, d.reason
-        ));
+        return refuse(format!("nothing to apply to {what}: {}", d.reason));
     };
     if d.decision != "approve" && !args.force {
         return refuse(format!(
-            "the update of {:?} to {candidate} is `{}`, not approved: {} (add --force to apply it anyway)",
-            args.container, d.decision, d.reason
+            "the update of {what} to {candidate} is `{}`, not approved: {} (add --force to apply it anyway)",
+            d.decision, d.reason
         ));
     }
     // A new digest of the same tag is applied by digest (the local tag

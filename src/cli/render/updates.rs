@@ -208,19 +208,42 @@ pub fn apply(view: &ApplyView, format: Format) -> Result<String, CliError> {
     if let Some(text) = structured(view, format) {
         return text;
     }
+    let title = match &view.kubernetes {
+        Some(k) => format!(
+            "{}/{} (container {}, namespace {})",
+            k.kind.to_ascii_lowercase(),
+            k.name,
+            view.container,
+            k.namespace
+        ),
+        None => view.container.clone(),
+    };
     let mut out = format!(
         "{}: {} -> {}: {}{}\n",
-        view.container,
+        title,
         view.from_image,
         view.to_image,
         view.verdict,
         if view.rolled_back {
             ", rolled back"
+        } else if view.kubernetes.as_ref().is_some_and(|k| k.rollback_started) {
+            ", rollback did not complete"
         } else {
             ""
         }
     );
-    out.push_str(&format!("{}\n\n", view.gate.summary));
+    out.push_str(&format!("{}\n", view.gate.summary));
+    if let Some(k) = &view.kubernetes {
+        out.push_str(&format!(
+            "rollout: {} ({} -> {}); pods before: {}; after: {}\n",
+            k.rollout,
+            k.from_revision,
+            k.to_revision,
+            list_or_none(&k.old_pods),
+            list_or_none(&k.new_pods)
+        ));
+    }
+    out.push('\n');
     let mut checks = Table::new(&["CHECK", "OUTCOME", "BEFORE", "AFTER", "REASON"]);
     for c in &view.gate.checks {
         checks.row(vec![
@@ -246,4 +269,12 @@ pub fn apply(view: &ApplyView, format: Format) -> Result<String, CliError> {
         out.push_str(&format!("\nnot recorded at the collector: {warning}\n"));
     }
     Ok(out)
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
 }

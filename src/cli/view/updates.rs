@@ -152,9 +152,11 @@ pub struct ApplyView {
     pub decision: Option<UpdateDecisionView>,
     /// Applied with --force.
     pub forced: bool,
-    /// The old container's id (running again after a rollback).
+    /// The old container's id (running again after a rollback); empty for
+    /// a Kubernetes workload (see `kubernetes`).
     pub old_container_id: String,
-    /// The new container's id (removed after a rollback).
+    /// The new container's id (removed after a rollback); empty for a
+    /// Kubernetes workload.
     pub new_container_id: String,
     /// The name the old container is kept under, stopped.
     pub old_container_kept_as: Option<String>,
@@ -165,6 +167,46 @@ pub struct ApplyView {
     /// Why the steps could not be recorded at the collector, if they
     /// could not.
     pub recording_error: Option<String>,
+    /// For a Kubernetes workload: the workload, its revisions, the rollout
+    /// and the pods judged (absent for a Docker container, whose
+    /// `old_container_id` and `new_container_id` say the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubeApplyView>,
+}
+
+/// What `upid updates apply KIND/NAME` did to the workload (`kubernetes` in
+/// `-o json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KubeApplyView {
+    /// The namespace.
+    pub namespace: String,
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+    /// The workload's name.
+    pub name: String,
+    /// `NAMESPACE/KIND/NAME`, the target its events are recorded under.
+    pub target: String,
+    /// The revision before (`revision 7`) and the one the update made.
+    pub from_revision: String,
+    /// See `from_revision`.
+    pub to_revision: String,
+    /// The update's rollout completed.
+    pub rollout_completed: bool,
+    /// Where it ended, in kubectl's words.
+    pub rollout: String,
+    /// A rollback was started (rollout failed, gate failed, or degraded
+    /// with --rollback-on-degraded).
+    pub rollback_started: bool,
+    /// Pods of the old revision watched before the change.
+    pub old_pods: Vec<String>,
+    /// Pods of the new revision watched after it.
+    pub new_pods: Vec<String>,
+    /// The container's runtime ids in the old pods.
+    pub old_container_ids: Vec<String>,
+    /// ...and in the new ones.
+    pub new_container_ids: Vec<String>,
+    /// Nodes those pods ran on.
+    pub nodes: Vec<String>,
 }
 
 /// Image changes the collector found, judged (`upid updates rollouts -o

@@ -122,6 +122,19 @@ impl PodsObserver {
         let pod_ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let unscheduled = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            })
+            .map(|c| {
+                format!(
+                    "not scheduled: {}: {}",
+                    c.reason.as_deref().unwrap_or("PodScheduled is False"),
+                    c.message.as_deref().unwrap_or("no message")
+                )
+            });
         let restart_count =
             container_status.map_or(0, |c| u64::try_from(c.restart_count).unwrap_or(0));
         let first_sight = !self.pods.contains_key(&key);
@@ -177,6 +190,7 @@ impl PodsObserver {
         }
         let (health, problem) =
             container_health(container_status, has_readiness_probe, track.ever_ready);
+        let problem = problem.or(unscheduled);
         if health == HealthStatus::Healthy {
             track.ever_ready = true;
         }
