@@ -1726,7 +1726,7 @@ fn a_version_3_store_with_usage_opens_as_version_4_with_its_summary_built() {
         count(&path, "SELECT max(version) FROM schema_version"),
         i64::from(upid_collector::store::schema::SCHEMA_VERSION)
     );
-    assert_eq!(upid_collector::store::schema::SCHEMA_VERSION, 4);
+    assert_eq!(upid_collector::store::schema::SCHEMA_VERSION, 5);
     let rows = count(&path, "SELECT count(*) FROM usage");
     assert!(rows > 90, "{rows}");
     assert_eq!(

@@ -5,7 +5,9 @@
 //! 1. validate it (outside any transaction, so a bad batch is answered
 //!    [`IngestOutcome::Rejected`] without failing the others of the group);
 //! 2. skip it as [`IngestOutcome::Duplicate`] if its `(agent_id, seq)` is in
-//!    the `batches` ledger or earlier in the same slice;
+//!    the `batches` ledger or earlier in the same slice, and as
+//!    [`IngestOutcome::Expired`] if retention already dropped what it would
+//!    add to (see [`super::retention`]);
 //! 3. otherwise append its ledger row and samples with DuckDB Appenders and
 //!    fold it into the dimension rows (see [`super::dims`]).
 //!
@@ -50,6 +52,13 @@ pub enum IngestOutcome {
     Duplicate,
     /// Malformed: not stored; the agent must not expect an ack for it.
     Rejected(RejectReason),
+    /// Older than retention keeps agent samples: its tick is before the
+    /// raw horizon, or its seq is at or below the highest one whose ledger
+    /// row retention dropped (so it may have been stored before). Not
+    /// stored, so a very late replay can never store a batch twice nor
+    /// make the rollup rebuild minutes whose samples are gone; safe to
+    /// acknowledge.
+    Expired,
 }
 
 /// Why a batch was rejected (the agent sent something that cannot be stored).
@@ -203,10 +212,23 @@ impl Store {
                     continue;
                 }
             };
-            if !in_slice.insert((batch.agent_id.as_str(), batch.seq))
-                || is_stored(&self.conn, &self.dims, &batch.agent_id, batch.seq)?
-            {
+            if !in_slice.insert((batch.agent_id.as_str(), batch.seq)) {
                 outcomes.push(IngestOutcome::Duplicate);
+                continue;
+            }
+            match ledger_state(&self.conn, &self.dims, &batch.agent_id, batch.seq)? {
+                Ledger::Stored => {
+                    outcomes.push(IngestOutcome::Duplicate);
+                    continue;
+                }
+                Ledger::Pruned => {
+                    outcomes.push(IngestOutcome::Expired);
+                    continue;
+                }
+                Ledger::New => {}
+            }
+            if valid.node.timestamp_unix_ns < self.raw_horizon_unix_ns() {
+                outcomes.push(IngestOutcome::Expired);
                 continue;
             }
             // Replaced below once stored.
@@ -305,11 +327,27 @@ impl Store {
     }
 }
 
-/// Whether `(agent_id, seq)` is in the ledger. Anything above the agent's
+/// What the ledger knows of a batch.
+enum Ledger {
+    /// Never stored.
+    New,
+    /// In the ledger: stored.
+    Stored,
+    /// Not in the ledger, at or below the highest seq retention dropped
+    /// from it: may have been stored.
+    Pruned,
+}
+
+/// What the ledger knows of `(agent_id, seq)`. Anything above the agent's
 /// highest stored seq is new without asking DuckDB (the common case).
-fn is_stored(conn: &Connection, dims: &Dims, agent_id: &str, seq: u64) -> Result<bool, StoreError> {
+fn ledger_state(
+    conn: &Connection,
+    dims: &Dims,
+    agent_id: &str,
+    seq: u64,
+) -> Result<Ledger, StoreError> {
     if seq > dims.last_seq(agent_id) {
-        return Ok(false);
+        return Ok(Ledger::New);
     }
     let found: Option<i32> = conn
         .prepare_cached("SELECT 1 FROM batches WHERE agent_id = ? AND seq = ?")
@@ -321,7 +359,23 @@ fn is_stored(conn: &Connection, dims: &Dims, agent_id: &str, seq: u64) -> Result
             step: "look up the ledger",
             source,
         })?;
-    Ok(found.is_some())
+    if found.is_some() {
+        return Ok(Ledger::Stored);
+    }
+    let pruned: Option<u64> = conn
+        .prepare_cached("SELECT pruned_through_seq FROM ledger_horizon WHERE agent_id = ?")
+        .and_then(|mut stmt| {
+            let mut rows = stmt.query(params![agent_id])?;
+            rows.next()?.map(|r| r.get(0)).transpose()
+        })
+        .map_err(|source| StoreError::Ingest {
+            step: "look up the ledger horizon",
+            source,
+        })?;
+    Ok(match pruned {
+        Some(through) if seq <= through => Ledger::Pruned,
+        _ => Ledger::New,
+    })
 }
 
 /// Appends every accepted batch and flushes; returns (container, network)

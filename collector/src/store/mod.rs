@@ -15,6 +15,7 @@ mod ingest;
 mod inventory;
 mod inventory_read;
 mod query;
+pub mod retention;
 mod rollout_read;
 mod rollup;
 pub mod schema;
@@ -25,6 +26,8 @@ mod usage_summary_read;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use duckdb::Connection;
@@ -39,6 +42,9 @@ pub use inventory_read::{
 pub use query::{
     ContainerDetail, ContainerInfo, GONE_AFTER_NS, MAX_SERIES_POINTS, MIN_ID_PREFIX, NodeInfo,
     QueryError, Rates, Reader, Series, StoredSample, TopEntry,
+};
+pub use retention::{
+    DroppedRows, Retention, RetentionCounters, RetentionReason, RetentionReport, RetentionSettings,
 };
 pub use rollout_read::{ContainerLifetime, GateEvent, UsageWindow};
 pub use rollup::{Rollup, RollupStats};
@@ -166,6 +172,16 @@ pub enum StoreError {
     /// Opening a second connection for reading failed.
     #[error("opening a read connection: {0}")]
     Clone(duckdb::Error),
+    /// A retention run failed (its open transaction was rolled back; what
+    /// earlier steps of the run committed stays dropped, and the next run
+    /// continues).
+    #[error("retention: {step}: {source}")]
+    Retention {
+        /// What it was doing.
+        step: &'static str,
+        /// Underlying error.
+        source: duckdb::Error,
+    },
 }
 
 /// The collector's DuckDB database, holding the one write connection.
@@ -176,6 +192,10 @@ pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
     dims: dims::Dims,
+    /// `retention_state.raw_horizon_unix_ns` (`i64::MIN` before the first
+    /// retention run), shared with [`Retention`]: ingest answers batches
+    /// whose tick is older as expired.
+    raw_horizon: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -233,17 +253,6 @@ impl Store {
             .as_deref()
             .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
         schema::ensure(&mut conn, &shown, unix_now_ns())?;
-        // Additive and unversioned: older files gain the table on open.
-        conn.execute_batch(inventory::NODE_LABELS_DDL)
-            .map_err(|source| StoreError::Schema {
-                step: "node_labels table",
-                source,
-            })?;
-        conn.execute_batch(update_events::UPDATE_EVENTS_DDL)
-            .map_err(|source| StoreError::Schema {
-                step: "update_events table",
-                source,
-            })?;
         let started = std::time::Instant::now();
         let repair = usage_summary::repair(&mut conn).map_err(|source| StoreError::Schema {
             step: "bring the hourly usage summary in step with usage",
@@ -259,7 +268,13 @@ impl Store {
             );
         }
         let dims = dims::Dims::load(&conn)?;
-        Ok(Store { conn, path, dims })
+        let raw_horizon = retention::load_raw_horizon(&conn)?;
+        Ok(Store {
+            conn,
+            path,
+            dims,
+            raw_horizon: Arc::new(AtomicI64::new(raw_horizon)),
+        })
     }
 
     /// Brings the hourly usage summary in step with `usage` (what opening
@@ -315,6 +330,13 @@ impl Store {
     /// Bytes on disk: the database file plus its WAL (0 in memory).
     pub fn store_bytes(&self) -> u64 {
         self.path.as_deref().map_or(0, store_bytes)
+    }
+
+    /// Agent samples timed before this were dropped by retention (Unix
+    /// ns; `i64::MIN` when none were): ingest answers batches whose tick
+    /// is older [`IngestOutcome::Expired`].
+    pub fn raw_horizon_unix_ns(&self) -> i64 {
+        self.raw_horizon.load(Ordering::Relaxed)
     }
 }
 

@@ -13,6 +13,11 @@
 //! from that minute's hour on (see `usage_summary`). The rollup runs on its
 //! own connection (it writes only `usage`, the summary tables and
 //! `rollup_state`, never what the ingest writer writes).
+//!
+//! Retention drops samples older than its raw horizon
+//! (`retention_state`): minutes before the horizon plus [`LOOKBACK_NS`]
+//! are never recomputed, since their samples (or the ones before them that
+//! rates need) may be gone and a rebuild would lose what `usage` holds.
 
 use duckdb::{Connection, params};
 
@@ -23,7 +28,7 @@ pub const MINUTE_NS: i64 = 60_000_000_000;
 
 /// How far before the first minute to recompute to find each container's
 /// previous sample (rates need two).
-const LOOKBACK_NS: i64 = 10 * MINUTE_NS;
+pub(crate) const LOOKBACK_NS: i64 = 10 * MINUTE_NS;
 
 /// What one rollup did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -164,10 +169,25 @@ impl Rollup {
             tx.commit().map_err(err("commit"))?;
             return Ok(stats);
         };
+        // The first minute whose samples and lookback retention kept.
+        let kept_from: Option<i64> = tx
+            .query_row(
+                "SELECT max(raw_horizon_unix_ns) FROM retention_state",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err("read retention_state"))?;
+        let kept_from = kept_from.map(|h| {
+            h.saturating_add(LOOKBACK_NS)
+                .saturating_add(MINUTE_NS - 1)
+                .div_euclid(MINUTE_NS)
+                .saturating_mul(MINUTE_NS)
+        });
         for (node, oldest_tick, _) in &dirty {
             // A container's samples carry their own timestamps, a little
             // before or after the tick's: start a minute earlier.
             let from = oldest_tick.saturating_sub(MINUTE_NS).div_euclid(MINUTE_NS) * MINUTE_NS;
+            let from = kept_from.map_or(from, |k| from.max(k));
             tx.execute(
                 "DELETE FROM usage WHERE source = 'agent' AND node = ? AND ts_unix_ns >= ?",
                 params![node, from],

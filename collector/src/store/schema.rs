@@ -33,14 +33,16 @@ use super::StoreError;
 pub const WAL_CHECKPOINT_THRESHOLD: &str = "256MB";
 
 /// Version of the schema this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Versions this build opens and upgrades to [`SCHEMA_VERSION`]: versions 2
-/// (the inventory), 3 (`usage`, `rollup_state`) and 4 (the hourly usage
-/// summary) only added tables, which `CREATE ... IF NOT EXISTS` creates in
-/// an older store. The summary of usage rows an older store already holds
-/// is built when the store opens (see `usage_summary`).
-const UPGRADABLE_VERSIONS: &[i32] = &[1, 2, 3];
+/// (the inventory), 3 (`usage`, `rollup_state`), 4 (the hourly usage
+/// summary) and 5 (retention's `retention_state` and `ledger_horizon`;
+/// `node_labels` and `update_events`, created unversioned before) only
+/// added tables, which `CREATE ... IF NOT EXISTS` creates in an older
+/// store. The summary of usage rows an older store already holds is built
+/// when the store opens (see `usage_summary`).
+const UPGRADABLE_VERSIONS: &[i32] = &[1, 2, 3, 4];
 
 /// `counter_delta(cur, prev)`: the increase of a cumulative counter between
 /// two samples, with counter resets handled as Prometheus `rate()` does.
@@ -388,6 +390,27 @@ CREATE TABLE IF NOT EXISTS rollup_state (
     rolled_up_received_unix_ns BIGINT NOT NULL
 );
 
+-- What retention dropped (schema version 5; see store/retention.rs), one
+-- row: agent samples (container_samples, node_samples, network_samples)
+-- and ledger rows timed before raw_horizon_unix_ns are gone, so ingest
+-- refuses batches whose tick is older and the rollup never recomputes
+-- minutes it cannot rebuild from samples; usage rows, their hourly summary
+-- and events before usage_horizon_unix_ns are gone.
+CREATE TABLE IF NOT EXISTS retention_state (
+    raw_horizon_unix_ns       BIGINT NOT NULL,
+    usage_horizon_unix_ns     BIGINT NOT NULL
+);
+
+-- Per agent, the highest seq whose ledger row retention dropped: a replayed
+-- batch at or below it is not in the ledger any more but may have been
+-- stored, so ingest answers it as expired instead of storing it again.
+CREATE TABLE IF NOT EXISTS ledger_horizon (
+    agent_id                  VARCHAR PRIMARY KEY,
+    pruned_through_seq        UBIGINT NOT NULL,
+    -- Collector clock of the retention run that dropped it.
+    pruned_unix_ns            BIGINT  NOT NULL
+);
+
 -- The hourly usage summary (schema version 4): what analysis reads instead
 -- of every usage row (docs/analysis.md, section How analysis stays fast). It is
 -- rebuilt, in the same transaction, for every hour the rollup or an import
@@ -508,6 +531,10 @@ pub(crate) fn ensure(
     let sql = |step: &'static str| move |source| StoreError::Schema { step, source };
     let tx = conn.transaction().map_err(sql("begin"))?;
     tx.execute_batch(TABLES).map_err(sql("create tables"))?;
+    tx.execute_batch(super::inventory::NODE_LABELS_DDL)
+        .map_err(sql("create table node_labels"))?;
+    tx.execute_batch(super::update_events::UPDATE_EVENTS_DDL)
+        .map_err(sql("create table update_events"))?;
     tx.execute_batch(COUNTER_DELTA_MACRO)
         .map_err(sql("create macro counter_delta"))?;
     let found: Option<i32> = tx

@@ -84,6 +84,8 @@ pub struct WriterStats {
     pub batches_duplicate: u64,
     /// Batches rejected as malformed.
     pub batches_rejected: u64,
+    /// Batches answered expired: older than retention keeps samples.
+    pub batches_expired: u64,
     /// Batches that failed to store (answered with an error).
     pub batches_failed: u64,
     /// Container samples stored.
@@ -107,6 +109,7 @@ struct Counters {
     batches_stored: AtomicU64,
     batches_duplicate: AtomicU64,
     batches_rejected: AtomicU64,
+    batches_expired: AtomicU64,
     batches_failed: AtomicU64,
     container_samples_stored: AtomicU64,
     network_samples_stored: AtomicU64,
@@ -128,6 +131,7 @@ impl Counters {
             batches_stored: get(&self.batches_stored),
             batches_duplicate: get(&self.batches_duplicate),
             batches_rejected: get(&self.batches_rejected),
+            batches_expired: get(&self.batches_expired),
             batches_failed: get(&self.batches_failed),
             container_samples_stored: get(&self.container_samples_stored),
             network_samples_stored: get(&self.network_samples_stored),
@@ -448,6 +452,7 @@ impl WriterThread {
             }
             IngestOutcome::Duplicate => Counters::add(&c.batches_duplicate, 1),
             IngestOutcome::Rejected(_) => Counters::add(&c.batches_rejected, 1),
+            IngestOutcome::Expired => Counters::add(&c.batches_expired, 1),
         }
     }
 
