@@ -15,6 +15,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::analysis::settings::{AnalysisSettings, Pricing};
+use crate::store::RetentionSettings;
 use crate::updates::settings::UpdateSettings;
 
 /// Default gRPC address of `serve`.
@@ -42,7 +43,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// where it came from when that helps.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// An `analysis:`, `pricing:` or `updates:` setting is out of range.
+    /// An `analysis:`, `pricing:`, `updates:` or `retention:` setting is out
+    /// of range.
     #[error("config file: {0}")]
     Analysis(String),
     /// The config file could not be read.
@@ -141,6 +143,10 @@ pub struct ServerArgs {
     /// Largest gRPC message accepted, in bytes [default: 16777216].
     #[arg(long, env = "UPID_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Most bytes the store may use (DuckDB's blocks in use plus WAL); over
+    /// it the oldest days are dropped; 0: no budget [default: 10737418240].
+    #[arg(long, env = "UPID_DISK_BUDGET_BYTES")]
+    pub disk_budget_bytes: Option<u64>,
 }
 
 /// Options of `standalone` beyond the server's: what to sample on this host.
@@ -219,6 +225,10 @@ pub struct FileConfig {
     /// file only.
     #[serde(default)]
     pub pricing: Pricing,
+    /// Retention and the disk budget (docs/collector.md); the budget also
+    /// as `--disk-budget-bytes`.
+    #[serde(default)]
+    pub retention: RetentionSettings,
 }
 
 impl FileConfig {
@@ -311,6 +321,8 @@ pub struct Settings {
     pub pricing: Pricing,
     /// Image update checks.
     pub updates: UpdateSettings,
+    /// Retention and the disk budget.
+    pub retention: RetentionSettings,
 }
 
 fn address(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -434,6 +446,11 @@ impl Settings {
         file.analysis.validate().map_err(ConfigError::Analysis)?;
         file.pricing.validate().map_err(ConfigError::Analysis)?;
         file.updates.validate().map_err(ConfigError::Analysis)?;
+        let mut retention = file.retention.clone();
+        if let Some(bytes) = args.disk_budget_bytes {
+            retention.disk_budget_bytes = bytes;
+        }
+        retention.validate().map_err(ConfigError::Analysis)?;
         Ok(Settings {
             mode,
             listen: address("listen", &listen)?,
@@ -451,6 +468,7 @@ impl Settings {
             analysis: file.analysis.clone(),
             pricing: file.pricing.clone(),
             updates: file.updates.clone(),
+            retention,
         })
     }
 }
@@ -565,6 +583,41 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn the_disk_budget_flag_beats_the_retention_section() -> Result<(), ConfigError> {
+        let file = "retention:\n  raw_days: 3\n  disk_budget_bytes: 0\n";
+        let s = resolve(Mode::Serve, ServerArgs::default(), file)?;
+        assert_eq!(
+            (s.retention.raw_days, s.retention.disk_budget_bytes),
+            (3, 0)
+        );
+        let args = ServerArgs {
+            disk_budget_bytes: Some(1 << 30),
+            ..ServerArgs::default()
+        };
+        let s = resolve(Mode::Serve, args, file)?;
+        assert_eq!(s.retention.disk_budget_bytes, 1 << 30);
+        let args = ServerArgs {
+            disk_budget_bytes: Some(1000),
+            ..ServerArgs::default()
+        };
+        let e = resolve(Mode::Serve, args, file)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("disk_budget_bytes"), "{e}");
+        let e = resolve(
+            Mode::Serve,
+            ServerArgs::default(),
+            "retention:\n  usage_days: 0\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("retention.usage_days"), "{e}");
+        Ok(())
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub streams_opened: AtomicU64,
     /// Batches received to ack sent.
     pub ack_latency: Histogram,
+    /// What retention dropped and measured.
+    pub retention: crate::store::RetentionCounters,
     query_latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     spool: Mutex<HashMap<String, SpoolReport>>,
 }
@@ -188,6 +190,12 @@ impl Metrics {
             "upid_collector_batches_rejected_total",
             "Malformed batches refused (not stored).",
             w.batches_rejected,
+        );
+        counter(
+            &mut out,
+            "upid_collector_batches_expired_total",
+            "Batches older than retention keeps agent samples, acknowledged and not stored.",
+            w.batches_expired,
         );
         counter(
             &mut out,
@@ -297,6 +305,7 @@ impl Metrics {
             "Bytes of the DuckDB store on disk (database and WAL).",
             gauges.store_bytes,
         );
+        self.retention.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP upid_collector_last_commit_seconds Duration of the latest ingest transaction.\n# TYPE upid_collector_last_commit_seconds gauge\nupid_collector_last_commit_seconds {}",
@@ -438,6 +447,11 @@ mod tests {
             "upid_collector_rate_limited_total 0",
             "upid_collector_auth_failures_total 0",
             "upid_collector_store_bytes 12345",
+            "upid_collector_batches_expired_total 0",
+            "upid_collector_retention_runs_total 0",
+            "upid_collector_retention_dropped_rows_total{table=\"container_samples\",reason=\"age\"} 0",
+            "upid_collector_store_used_bytes 0",
+            "upid_collector_disk_budget_bytes 0",
             "upid_collector_query_duration_seconds_count{method=\"ListNodes\"} 1",
         ] {
             assert!(out.contains(name), "missing {name}:\n{out}");

@@ -35,7 +35,7 @@ use crate::auth::{Authenticator, Role, Tokens, TokensError};
 use crate::config::{Mode, Settings};
 use crate::metrics::{Gauges, Metrics};
 use crate::standalone::{HostSampler, StandaloneError};
-use crate::store::{Rollup, Store, StoreError, Writer, WriterError, WriterHandle};
+use crate::store::{Retention, Rollup, Store, StoreError, Writer, WriterError, WriterHandle};
 use crate::updates::UpdateChecker;
 
 /// How long shutdown waits for connections to finish before closing them.
@@ -227,9 +227,20 @@ pub async fn run(
     }
     let reader = store.reader()?;
     let rollup = Arc::new(std::sync::Mutex::new(Rollup::new(&store)?));
+    let retention = if settings.retention.enabled {
+        Some(Retention::new(&store, settings.retention.clone())?)
+    } else {
+        tracing::info!("retention is off: nothing is ever dropped");
+        None
+    };
     let writer = Writer::spawn(store)?;
 
     let metrics = Arc::new(Metrics::default());
+    if let Some(r) = &retention {
+        metrics
+            .retention
+            .set_budget_bytes(r.settings().disk_budget_bytes);
+    }
     let connected = Arc::new(ConnectedAgents::default());
     let facts = ServerFacts {
         started_unix_ns: unix_now_ns(),
@@ -273,6 +284,16 @@ pub async fn run(
         Some(checker) => query_api.with_updates(checker.clone()),
         None => query_api,
     };
+    let retention_task = retention.map(|retention| {
+        let every = Duration::from_secs(retention.settings().interval_s);
+        tokio::spawn(run_retention(
+            rollup.clone(),
+            retention,
+            every,
+            metrics.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let rollup_task = tokio::spawn(run_rollups(rollup, ROLLUP_EVERY, stop_rx.clone()));
     let max = settings.max_message_bytes;
     let agent_service = InterceptedService::new(
@@ -420,6 +441,11 @@ pub async fn run(
     if let Err(e) = rollup_task.await {
         tracing::error!(error = %e, "the rollup task failed");
     }
+    if let Some(task) = retention_task
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "the retention task failed");
+    }
     writer.shutdown().await?;
     tracing::info!("store checkpointed and closed");
     result
@@ -464,6 +490,56 @@ async fn run_rollups(
         }
         if stopping {
             return;
+        }
+    }
+}
+
+/// Runs retention at start and every `every` until stopped. Each run rolls
+/// up first and holds the rollup's lock throughout, so retention never
+/// drops samples the rollup is about to read and the two never write the
+/// same rows at once (analysis, which rolls up before it reads, waits for
+/// a running retention).
+async fn run_retention(
+    rollup: Arc<std::sync::Mutex<Rollup>>,
+    mut retention: Retention,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let r = rollup.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let result = {
+                let mut rollup = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Err(e) = rollup.run() {
+                    tracing::warn!(error = %e, "rollup before retention failed; retention keeps what it has not rolled up");
+                }
+                retention.run()
+            };
+            (retention, result)
+        })
+        .await;
+        match done {
+            Ok((back, result)) => {
+                retention = back;
+                match result {
+                    Ok(report) => metrics.retention.record(&report),
+                    Err(e) => {
+                        metrics.retention.record_failure();
+                        tracing::warn!(error = %e, "retention failed; the next run retries");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the retention task failed; retention stops");
+                return;
+            }
         }
     }
 }

@@ -52,6 +52,7 @@ impl Collector {
             analysis: Default::default(),
             pricing: Default::default(),
             updates: Default::default(),
+            retention: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();
