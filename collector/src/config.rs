@@ -15,6 +15,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::analysis::settings::{AnalysisSettings, Pricing};
+use crate::report::settings::ReportSettings;
 use crate::store::RetentionSettings;
 use crate::updates::settings::UpdateSettings;
 
@@ -229,6 +230,9 @@ pub struct FileConfig {
     /// as `--disk-budget-bytes`.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Periodic Parquet reports (docs/export.md); file only.
+    #[serde(default)]
+    pub reports: ReportSettings,
 }
 
 impl FileConfig {
@@ -323,6 +327,8 @@ pub struct Settings {
     pub updates: UpdateSettings,
     /// Retention and the disk budget.
     pub retention: RetentionSettings,
+    /// Periodic Parquet reports.
+    pub reports: ReportSettings,
 }
 
 fn address(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -451,6 +457,7 @@ impl Settings {
             retention.disk_budget_bytes = bytes;
         }
         retention.validate().map_err(ConfigError::Analysis)?;
+        file.reports.validate().map_err(ConfigError::Analysis)?;
         Ok(Settings {
             mode,
             listen: address("listen", &listen)?,
@@ -469,6 +476,7 @@ impl Settings {
             pricing: file.pricing.clone(),
             updates: file.updates.clone(),
             retention,
+            reports: file.reports.clone(),
         })
     }
 }

@@ -1,9 +1,11 @@
 //! `upid-collector export parquet`: the `usage` table as a Parquet file in
 //! the documented schema (docs/export.md), which `import parquet` reads back.
 //!
-//! DuckDB writes the file (`COPY (...) TO ... (FORMAT PARQUET)`) next to the
-//! destination as `FILE.tmp-<pid>`; it is synced and renamed into place, so
-//! a reader never sees half a file and a failed export leaves the old file.
+//! The file is written by the reports' atomic writer
+//! ([`crate::report::writer`]): DuckDB writes a hidden temporary file next
+//! to the destination, which is synced and renamed into place, so a reader
+//! never sees half a file and a failed export leaves the old file. The
+//! rows are those of the reports' `samples` table.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,8 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 
 use crate::config::FileConfig;
-use crate::import::parquet::sql_string;
 use crate::import::{ImportError, is_lock_error, resolve_store_path};
+use crate::report::tables::samples_query;
+use crate::report::writer::{WriteError, write_query};
 
 /// What went wrong exporting. The destination is untouched on error.
 #[derive(Debug, thiserror::Error)]
@@ -39,24 +42,9 @@ pub enum ExportError {
         /// Underlying error.
         source: duckdb::Error,
     },
-    /// Writing the Parquet file failed.
-    #[error("writing {path}: {source}")]
-    Write {
-        /// The temporary file being written.
-        path: PathBuf,
-        /// Underlying error.
-        source: duckdb::Error,
-    },
-    /// Syncing or renaming the file failed.
-    #[error("{step} {path}: {source}")]
-    Io {
-        /// What was being done.
-        step: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
+    /// Writing, syncing or renaming the Parquet file failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
     /// The time range is empty or unparsable.
     #[error("{0}")]
     Range(String),
@@ -76,29 +64,6 @@ pub struct ExportSummary {
     pub since_unix_ns: i64,
     /// End of the range (exclusive), Unix ns.
     pub until_unix_ns: i64,
-}
-
-/// The query whose result is the file: `usage`'s columns minus
-/// `series_key` and `source`, `ts` as a UTC timestamp (microseconds),
-/// counts and bytes as signed 64-bit integers (readable by Spark and
-/// BigQuery, which lack unsigned 64-bit types).
-fn export_query(since_unix_ns: i64, until_unix_ns: i64) -> String {
-    format!(
-        "SELECT make_timestamp(ts_unix_ns // 1000)::TIMESTAMPTZ AS ts, interval_s, node,
-                container_id, namespace, pod, container, workload_kind, workload, image,
-                cpu_cores, cpu_throttled_ratio,
-                memory_working_set_bytes::BIGINT AS memory_working_set_bytes,
-                memory_peak_bytes::BIGINT AS memory_peak_bytes,
-                oom_kills::BIGINT AS oom_kills,
-                net_rx_bytes::BIGINT AS net_rx_bytes,
-                net_tx_bytes::BIGINT AS net_tx_bytes,
-                cpu_request_cores, cpu_limit_cores,
-                memory_request_bytes::BIGINT AS memory_request_bytes,
-                memory_limit_bytes::BIGINT AS memory_limit_bytes
-         FROM usage
-         WHERE ts_unix_ns >= {since_unix_ns} AND ts_unix_ns < {until_unix_ns}
-         ORDER BY ts_unix_ns, series_key, source"
-    )
 }
 
 /// Writes the `usage` rows whose interval starts in
@@ -141,57 +106,14 @@ pub fn export_parquet(
             }
         }
     })?;
-    let file_name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export.parquet".to_owned());
-    let tmp = out.with_file_name(format!("{file_name}.tmp-{}", std::process::id()));
-    let written = conn.execute(
-        &format!(
-            "COPY ({}) TO {} (FORMAT PARQUET, COMPRESSION ZSTD)",
-            export_query(since_unix_ns, until_unix_ns),
-            sql_string(&tmp)
-        ),
-        [],
-    );
-    let rows = match written {
-        Ok(n) => n as u64,
-        Err(source) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(ExportError::Write { path: tmp, source });
-        }
-    };
+    let rows = write_query(&conn, &samples_query(since_unix_ns, until_unix_ns), out)?;
     drop(conn);
-    if let Err(e) = sync_and_rename(&tmp, out) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
     Ok(ExportSummary {
         path: out.to_path_buf(),
         rows,
         since_unix_ns,
         until_unix_ns,
     })
-}
-
-/// fsync `tmp`, rename it to `out`, fsync the directory.
-fn sync_and_rename(tmp: &Path, out: &Path) -> Result<(), ExportError> {
-    let io = |step: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ExportError::Io { step, path, source }
-    };
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io("syncing", tmp))?;
-    std::fs::rename(tmp, out).map_err(io("renaming the temporary file to", out))?;
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing the directory", dir))?;
-    Ok(())
 }
 
 /// A point in time given as a duration before `now` (`7d`, `36h`) or as

@@ -18,6 +18,7 @@ pub mod config;
 pub mod export;
 pub mod import;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod standalone;
 pub mod store;

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     /// What retention dropped and measured.
     pub retention: crate::store::RetentionCounters,
+    /// Periodic Parquet reports' counters.
+    pub reports: Arc<crate::report::ReportMetrics>,
     query_latency: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     spool: Mutex<HashMap<String, SpoolReport>>,
 }
@@ -305,6 +307,7 @@ impl Metrics {
             "Bytes of the DuckDB store on disk (database and WAL).",
             gauges.store_bytes,
         );
+        self.reports.render(&mut out);
         self.retention.render(&mut out);
         let _ = writeln!(
             out,
@@ -453,6 +456,9 @@ mod tests {
             "upid_collector_store_used_bytes 0",
             "upid_collector_disk_budget_bytes 0",
             "upid_collector_query_duration_seconds_count{method=\"ListNodes\"} 1",
+            "upid_collector_reports_written_total 0",
+            "upid_collector_report_failures_total 0",
+            "upid_collector_report_last_success_timestamp_seconds 0",
         ] {
             assert!(out.contains(name), "missing {name}:\n{out}");
         }

@@ -34,6 +34,7 @@ use crate::api::{ConnectedAgents, ServerFacts};
 use crate::auth::{Authenticator, Role, Tokens, TokensError};
 use crate::config::{Mode, Settings};
 use crate::metrics::{Gauges, Metrics};
+use crate::report::schedule::ReportTask;
 use crate::standalone::{HostSampler, StandaloneError};
 use crate::store::{Retention, Rollup, Store, StoreError, Writer, WriterError, WriterHandle};
 use crate::updates::UpdateChecker;
@@ -226,6 +227,9 @@ pub async fn run(
         );
     }
     let reader = store.reader()?;
+    let report_reader = reader
+        .try_clone()
+        .map_err(|e| ServerError::Query(format!("a store reader for reports: {e}")))?;
     let rollup = Arc::new(std::sync::Mutex::new(Rollup::new(&store)?));
     let retention = if settings.retention.enabled {
         Some(Retention::new(&store, settings.retention.clone())?)
@@ -272,7 +276,11 @@ pub async fn run(
             Analyzer::new(settings.analysis.clone(), settings.pricing.clone()),
             Some(rollup.clone()),
         )
-        .with_rollout_window_s(settings.updates.rollout_window_s);
+        .with_rollout_window_s(settings.updates.rollout_window_s)
+        .with_export(
+            export_scratch_dir(&settings.store),
+            settings.max_message_bytes,
+        );
     let update_checker = if settings.updates.enabled {
         let checker = UpdateChecker::new(&settings.updates)
             .map_err(|e| ServerError::Query(format!("image update checks: {e}")))?;
@@ -283,6 +291,25 @@ pub async fn run(
     let query_api = match &update_checker {
         Some(checker) => query_api.with_updates(checker.clone()),
         None => query_api,
+    };
+    let reports_task = if settings.reports.enabled {
+        let task = ReportTask {
+            dir: settings.reports.dir_for(&settings.store),
+            tables: settings.reports.table_set().map_err(ServerError::Query)?,
+            settings: settings.reports.clone(),
+            reader: Arc::new(report_reader),
+            analyzer: Arc::new(Analyzer::new(
+                settings.analysis.clone(),
+                settings.pricing.clone(),
+            )),
+            updates: update_checker.clone(),
+            rollup: Some(rollup.clone()),
+            metrics: metrics.reports.clone(),
+        };
+        Some(task.spawn(stop_rx.clone()))
+    } else {
+        tracing::info!("periodic Parquet reports off (reports.enabled is false)");
+        None
     };
     let retention_task = retention.map(|retention| {
         let every = Duration::from_secs(retention.settings().interval_s);
@@ -438,6 +465,13 @@ pub async fn run(
         }
     }
     housekeeping.abort();
+    if let Some(task) = reports_task
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!(
+            "a report was still being written after {SHUTDOWN_GRACE:?}; stopped waiting"
+        );
+    }
     if let Err(e) = rollup_task.await {
         tracing::error!(error = %e, "the rollup task failed");
     }
@@ -449,6 +483,16 @@ pub async fn run(
     writer.shutdown().await?;
     tracing::info!("store checkpointed and closed");
     result
+}
+
+/// Where the `Export` RPC writes its files before streaming them: the
+/// store's directory (a volume with room), else the system's temporary
+/// directory.
+fn export_scratch_dir(store: &Path) -> PathBuf {
+    store
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
 }
 
 /// How often agent samples are rolled up into `usage` (analysis also rolls

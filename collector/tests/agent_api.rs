@@ -53,6 +53,7 @@ impl Collector {
             pricing: Default::default(),
             updates: Default::default(),
             retention: Default::default(),
+            reports: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();

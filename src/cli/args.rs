@@ -9,8 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cli::time_arg::{self, TimeArg};
 use crate::wire::v1;
 
+mod export;
 mod updates;
 
+pub use export::{ExportArgs, ExportTable};
 pub use updates::{
     ApplyArgs, AvailableTag, DecideArgs, PolicyArg, RolloutsArgs, UpdateEventsArgs,
     UpdatesListArgs, UpdatesWhat, parse_available,
@@ -142,6 +144,12 @@ pub enum Command {
         #[command(flatten)]
         list: UpdatesListArgs,
     },
+    /// Download the Parquet reports of a range into a directory,
+    /// Hive-partitioned by date (`<table>/date=YYYY-MM-DD/part-0.parquet`):
+    /// samples, containers, rightsizing, idle, cost and update decisions.
+    /// Each file is checked against its SHA-256 and replaced atomically; a
+    /// progress bar shows on a terminal.
+    Export(ExportArgs),
     /// Check the way to the collector step by step (address, TLS, health,
     /// auth, versions, clocks, agents) and say how to fix what fails.
     Doctor,

@@ -4,6 +4,7 @@
 //! asks no collector, in [`updates`].
 
 mod analysis;
+pub mod export;
 pub mod updates;
 
 use std::cmp::Ordering;

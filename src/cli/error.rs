@@ -221,6 +221,15 @@ pub enum CliError {
         /// What happened and what to do.
         message: String,
     },
+    /// `upid export` could not write a file, or what arrived is not what
+    /// the collector announced (a checksum or size mismatch, a path outside
+    /// the directory). Files already completed stay; the failed one is
+    /// left as it was.
+    #[error("upid export: {message}")]
+    Export {
+        /// What went wrong, naming the file.
+        message: String,
+    },
 }
 
 impl CliError {
@@ -240,7 +249,7 @@ impl CliError {
             | CliError::Timeout { cause, .. }
             | CliError::Tls { cause, .. }
             | CliError::Encode { cause, .. } => cause.clone(),
-            CliError::Apply { message } => message.clone(),
+            CliError::Apply { message } | CliError::Export { message } => message.clone(),
             CliError::BadFlag { reason, .. } => reason.clone(),
             CliError::SchemeMismatch { mismatch, .. } => match mismatch {
                 SchemeMismatch::ServerWantsTls => "the collector speaks TLS, the URL says http://",
@@ -312,6 +321,9 @@ impl CliError {
             CliError::Encode { .. } => "report this as a bug".into(),
             CliError::Apply { .. } => {
                 "see `upid updates` for the decision and `upid updates events` for what was recorded".into()
+            }
+            CliError::Export { .. } => {
+                "check that --out is writable and has room, then run the same export again (completed files are replaced atomically)".into()
             }
         }
     }

@@ -102,6 +102,14 @@ pub async fn run(cli: Cli, ssl_cert_file: Option<OsString>) -> Result<Output, Cl
                 .rollouts(&a, format)
                 .await
         }
+        Command::Export(a) => {
+            // A bad range is the user's to fix: say so before connecting.
+            let range = commands::export::export_range(&a, doctor::now_unix_ns())?;
+            session(connect, ssl_cert_file)
+                .await?
+                .export(&a, range, format)
+                .await
+        }
         Command::Doctor => {
             let report = doctor::run(connect, ssl_cert_file).await;
             let mut out = Output::ok(doctor::report::render(&report, format)?);

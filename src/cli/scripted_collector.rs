@@ -24,6 +24,7 @@ struct Asked {
     list_idle: Vec<v1::IdleRequest>,
     get_cost: Vec<v1::CostRequest>,
     list_rollouts: Vec<v1::ListRolloutsRequest>,
+    export: Vec<v1::ExportRequest>,
 }
 
 /// Answers with fixtures; `ListEvents`, and the analysis calls
@@ -46,6 +47,88 @@ impl Scripted {
 
 #[tonic::async_trait]
 impl query_service_server::QueryService for Scripted {
+    type ExportStream = futures_util::stream::BoxStream<'static, Result<v1::ExportChunk, Status>>;
+
+    /// A scripted export, chosen by the first table asked for: `samples`
+    /// streams two good files; `idle` one whose SHA-256 does not match its
+    /// bytes; `cost` a path outside the output directory; `containers` a
+    /// good file, then an error status mid-stream.
+    async fn export(
+        &self,
+        r: Request<v1::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        use futures_util::StreamExt as _;
+        use v1::export_chunk::Kind;
+        let r = r.into_inner();
+        let first = r.tables.first().cloned().unwrap_or_default();
+        self.record(|a| a.export.push(r.clone()));
+        let chunk = |kind| Ok(v1::ExportChunk { kind: Some(kind) });
+        let file = |path: &str, body: &[u8], sha_of: &[u8]| {
+            let sha256: String = ring::digest::digest(&ring::digest::SHA256, sha_of)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            v1::ExportFile {
+                path: path.into(),
+                table: path.split('/').next().unwrap_or_default().into(),
+                date: "2023-11-14".into(),
+                rows: 3,
+                size_bytes: body.len() as u64,
+                sha256,
+            }
+        };
+        let one: &[u8] = b"PAR1 scripted samples, not really Parquet PAR1";
+        let two: &[u8] = b"PAR1 scripted cost PAR1";
+        let mut chunks = vec![chunk(Kind::Progress(v1::ExportProgress {
+            days_done: 1,
+            days_total: 1,
+        }))];
+        let start = |files| {
+            chunk(Kind::Start(v1::ExportStart {
+                files,
+                total_bytes: (one.len() + two.len()) as u64,
+                since_unix_ns: r.since_unix_ns,
+                until_unix_ns: if r.until_unix_ns == 0 {
+                    fixtures::NOW_NS
+                } else {
+                    r.until_unix_ns
+                },
+                notes: vec!["no updates table: scripted".into()],
+            }))
+        };
+        let samples = "samples/date=2023-11-14/part-0.parquet";
+        match first.as_str() {
+            "idle" => {
+                chunks.push(start(1));
+                chunks.push(chunk(Kind::File(file(samples, one, two))));
+                chunks.push(chunk(Kind::Data(one.to_vec())));
+            }
+            "cost" => {
+                chunks.push(start(1));
+                chunks.push(chunk(Kind::File(file("../escape.parquet", one, one))));
+                chunks.push(chunk(Kind::Data(one.to_vec())));
+            }
+            "containers" => {
+                chunks.push(start(2));
+                chunks.push(chunk(Kind::File(file(samples, one, one))));
+                chunks.push(chunk(Kind::Data(one.to_vec())));
+                chunks.push(Err(Status::internal("scripted failure mid-stream")));
+            }
+            _ => {
+                chunks.push(start(2));
+                chunks.push(chunk(Kind::File(file(samples, one, one))));
+                let (a, b) = one.split_at(10);
+                chunks.push(chunk(Kind::Data(a.to_vec())));
+                chunks.push(chunk(Kind::Data(b.to_vec())));
+                let cost = "cost/date=2023-11-14/part-0.parquet";
+                chunks.push(chunk(Kind::File(file(cost, two, two))));
+                chunks.push(chunk(Kind::Data(two.to_vec())));
+            }
+        }
+        Ok(Response::new(futures_util::stream::iter(chunks).boxed()))
+    }
+
     async fn get_server_info(
         &self,
         _: Request<v1::GetServerInfoRequest>,
@@ -936,4 +1019,128 @@ async fn updates_rollouts_sends_its_filters_and_prints_verdicts_with_notes() {
         (false, 0)
     );
     assert_eq!(asked.list_rollouts[2].since_unix_ns, Some(0), "--since all");
+}
+
+/// Every file under `dir`, relative, hidden ones included, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn export_writes_checked_files_and_refuses_bad_ones() {
+    let (server, asked) = start(true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("out");
+    let out_arg = out_dir.to_string_lossy().into_owned();
+    let head = ["upid", "--server", server.as_str()];
+    let parse = |args: &[&str]| Cli::try_parse_from(head.iter().chain(args)).expect("parses");
+
+    // Two good files: written, checked, summary on stdout, note on stderr
+    // (no terminal here: no bar).
+    let out = run(
+        parse(&[
+            "export",
+            "--since",
+            "2023-11-14",
+            "--until",
+            "2023-11-15",
+            "--out",
+            &out_arg,
+            "--tables",
+            "samples,cost",
+        ]),
+        None,
+    )
+    .await
+    .expect("a good export");
+    assert_eq!(
+        tree(&out_dir),
+        [
+            "cost/date=2023-11-14/part-0.parquet",
+            "samples/date=2023-11-14/part-0.parquet"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("samples/date=2023-11-14/part-0.parquet"))
+            .ok()
+            .as_deref(),
+        Some(&b"PAR1 scripted samples, not really Parquet PAR1"[..])
+    );
+    assert_eq!(
+        out.stdout,
+        format!(
+            "wrote 2 files (69B) for 1 day, 3 sample rows (2023-11-14T00:00:00Z .. 2023-11-15T00:00:00Z) to {out_arg}\n"
+        )
+    );
+    assert_eq!(out.stderr, "note: no updates table: scripted\n");
+
+    // A checksum mismatch: the old file stays, nothing half-written.
+    let before = std::fs::read(out_dir.join("samples/date=2023-11-14/part-0.parquet")).ok();
+    for (table, needle) in [
+        ("idle", "does not match the announced"),
+        ("cost", "which leaves the output directory"),
+        ("containers", "scripted failure mid-stream"),
+    ] {
+        let e = run(
+            parse(&[
+                "export", "--since", "2d", "--out", &out_arg, "--tables", table,
+            ]),
+            None,
+        )
+        .await
+        .expect_err(table)
+        .to_string();
+        assert!(e.contains(needle), "{table}: {e}");
+        assert_eq!(
+            tree(&out_dir),
+            [
+                "cost/date=2023-11-14/part-0.parquet",
+                "samples/date=2023-11-14/part-0.parquet"
+            ],
+            "{table}"
+        );
+        assert_eq!(
+            std::fs::read(out_dir.join("samples/date=2023-11-14/part-0.parquet")).ok(),
+            before,
+            "{table}"
+        );
+    }
+    assert!(!dir.path().join("escape.parquet").exists());
+
+    // An empty range is refused before connecting.
+    let e = run(
+        parse(&[
+            "export", "--since", "1h", "--until", "2h", "--out", &out_arg,
+        ]),
+        None,
+    )
+    .await
+    .expect_err("empty range")
+    .to_string();
+    assert!(
+        e.contains("--since") && e.contains("is not before --until"),
+        "{e}"
+    );
+    let asked = asked.lock().expect("lock");
+    assert_eq!(asked.export.len(), 4);
+    assert_eq!(asked.export[0].tables, ["samples", "cost"]);
+    assert_eq!(asked.export[0].since_unix_ns, 1_699_920_000_000_000_000);
+    assert_eq!(asked.export[0].until_unix_ns, 1_700_006_400_000_000_000);
+    assert_eq!(
+        asked.export[1].until_unix_ns, 0,
+        "no --until: the collector's now"
+    );
 }

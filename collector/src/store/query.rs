@@ -483,6 +483,12 @@ impl Reader {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `f` on this reader's connection, e.g. a report's `COPY (...) TO`
+    /// (`crate::report`). Other queries of this reader wait meanwhile.
+    pub(crate) fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
+    }
+
     /// Another read connection to the same database.
     pub fn try_clone(&self) -> Result<Reader, QueryError> {
         let conn = self

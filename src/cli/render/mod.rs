@@ -6,6 +6,7 @@ mod analysis;
 mod analyze;
 mod describe;
 mod events;
+pub mod export;
 mod lists;
 mod table;
 mod updates;

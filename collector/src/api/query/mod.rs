@@ -21,11 +21,13 @@
 //! ```
 
 mod convert;
+pub mod export;
 mod pool;
 mod status;
 pub(crate) mod workloads;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,12 +35,12 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use upid::wire::v1::query_service_server::{QueryService, QueryServiceServer};
 use upid::wire::v1::{
-    ContainerDetail, CostRequest, CostResponse, GetContainerRequest, GetContainerSeriesRequest,
-    GetContainerSeriesResponse, GetServerInfoRequest, IdleRequest, IdleResponse,
-    ListContainersRequest, ListContainersResponse, ListEventsRequest, ListEventsResponse,
-    ListNodesRequest, ListNodesResponse, ListRolloutsRequest, ListRolloutsResponse,
-    ListUpdateEventsRequest, ListUpdateEventsResponse, ListUpdatesRequest, ListUpdatesResponse,
-    ListWorkloadsRequest, ListWorkloadsResponse, RecordUpdateEventsRequest,
+    ContainerDetail, CostRequest, CostResponse, ExportRequest, GetContainerRequest,
+    GetContainerSeriesRequest, GetContainerSeriesResponse, GetServerInfoRequest, IdleRequest,
+    IdleResponse, ListContainersRequest, ListContainersResponse, ListEventsRequest,
+    ListEventsResponse, ListNodesRequest, ListNodesResponse, ListRolloutsRequest,
+    ListRolloutsResponse, ListUpdateEventsRequest, ListUpdateEventsResponse, ListUpdatesRequest,
+    ListUpdatesResponse, ListWorkloadsRequest, ListWorkloadsResponse, RecordUpdateEventsRequest,
     RecordUpdateEventsResponse, RightsizeRequest, RightsizeResponse, ServerInfo, TopRequest,
     TopResponse,
 };
@@ -71,7 +73,7 @@ const ID_REQUIRED: &str =
 
 /// `upid.v1.QueryService` over the store's read side.
 pub struct QueryApi {
-    pool: ReaderPool,
+    pool: Arc<ReaderPool>,
     facts: ServerFacts,
     observer: Option<QueryObserver>,
     clock: Clock,
@@ -79,6 +81,8 @@ pub struct QueryApi {
     rollup: Option<Arc<std::sync::Mutex<Rollup>>>,
     updates: Option<Arc<UpdateChecker>>,
     rollout_window_s: u64,
+    export_scratch_dir: PathBuf,
+    export_chunk_bytes: usize,
 }
 
 impl std::fmt::Debug for QueryApi {
@@ -107,7 +111,7 @@ impl QueryApi {
         readers: usize,
     ) -> Result<QueryApi, QueryError> {
         Ok(QueryApi {
-            pool: ReaderPool::new(reader, readers)?,
+            pool: Arc::new(ReaderPool::new(reader, readers)?),
             facts,
             observer: None,
             clock: Arc::new(crate::store::unix_now_ns),
@@ -115,6 +119,8 @@ impl QueryApi {
             rollup: None,
             updates: None,
             rollout_window_s: DEFAULT_ROLLOUT_WINDOW_S,
+            export_scratch_dir: std::env::temp_dir(),
+            export_chunk_bytes: export::MAX_CHUNK_BYTES,
         })
     }
 
@@ -191,6 +197,20 @@ impl QueryApi {
         self
     }
 
+    /// `Export` writes its files in a scratch directory under
+    /// `scratch_dir` (default: the system's temporary directory; stale ones
+    /// a crash left there are removed now) and sends data chunks that fit
+    /// in `max_message_bytes` (at most 1 MiB).
+    #[must_use]
+    pub fn with_export(mut self, scratch_dir: PathBuf, max_message_bytes: usize) -> QueryApi {
+        export::remove_stale_scratch(&scratch_dir);
+        self.export_scratch_dir = scratch_dir;
+        self.export_chunk_bytes = max_message_bytes
+            .saturating_sub(4096)
+            .clamp(1024, export::MAX_CHUNK_BYTES);
+        self
+    }
+
     /// Reports every query's duration to `observer`.
     #[must_use]
     pub fn with_observer(mut self, observer: QueryObserver) -> QueryApi {
@@ -249,6 +269,39 @@ fn non_empty(s: String) -> Option<String> {
 
 #[tonic::async_trait]
 impl QueryService for QueryApi {
+    type ExportStream = export::ExportStream;
+
+    async fn export(
+        &self,
+        request: Request<ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let now = self.now();
+        let checked = match export::check(request.get_ref(), now) {
+            Ok(c) => c,
+            Err(status) => {
+                if let Some(observer) = &self.observer {
+                    observer("Export", Duration::ZERO);
+                }
+                tracing::debug!(
+                    method = "Export",
+                    detail = status.message(),
+                    "query refused"
+                );
+                return Err(status);
+            }
+        };
+        let parts = export::ExportParts {
+            pool: self.pool.clone(),
+            analyzer: self.analyzer.clone(),
+            updates: self.updates.clone(),
+            rollup: self.rollup.clone(),
+            observer: self.observer.clone(),
+            scratch_dir: self.export_scratch_dir.clone(),
+            chunk_bytes: self.export_chunk_bytes,
+        };
+        Ok(Response::new(export::start(parts, checked, now)))
+    }
+
     async fn get_server_info(
         &self,
         _request: Request<GetServerInfoRequest>,
