@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod collector;
 pub mod grpc;
+pub mod images;
 pub mod metrics;
 pub mod pki;
 pub mod process;
