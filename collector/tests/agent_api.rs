@@ -52,7 +52,12 @@ impl Collector {
             analysis: Default::default(),
             pricing: Default::default(),
             updates: Default::default(),
-            retention: Default::default(),
+            // Off: these batches are stamped 2023, which retention would
+            // drop (and then refuse) whenever its first run comes after them.
+            retention: upid_collector::store::RetentionSettings {
+                enabled: false,
+                ..Default::default()
+            },
             reports: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
