@@ -125,7 +125,14 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        let _ = docker_output(&["network", "rm", &self.name]);
+        let out = docker_output(&["network", "rm", &self.name]);
+        if !out.status.success() {
+            eprintln!(
+                "could not remove the network {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
 }
 
