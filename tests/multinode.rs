@@ -102,34 +102,19 @@ fn write_file(path: &Path, text: &str, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
-/// The collector container and how to reach it from the host.
-struct CollectorBox {
-    container: Container,
+/// `upid` pointed at a collector's published gRPC port, with the query
+/// token.
+struct Upid {
     grpc: SocketAddr,
-    metrics: SocketAddr,
     query_token: PathBuf,
 }
 
-impl CollectorBox {
-    /// Waits for its `starts`-th ready line (it prints one per start), then
-    /// reads where its ports are published now.
-    fn wait_ready(&mut self, starts: usize) {
-        self.container
-            .wait_for_logs(&format!("ready line number {starts}"), WAIT, |lines| {
-                (lines.iter().filter_map(|l| Ready::parse(l)).count() >= starts).then_some(())
-            });
-        self.grpc = self.container.published(GRPC_PORT);
-        self.metrics = self.container.published(METRICS_PORT);
-    }
-
-    fn server(&self) -> String {
-        format!("http://{}", self.grpc)
-    }
-
-    /// `upid --server URL --token-file QUERY_TOKEN ARGS -o json`.
-    fn upid_json(&self, args: &[&str]) -> Option<Value> {
+impl Upid {
+    /// `upid --server URL --token-file QUERY_TOKEN ARGS -o json`; `None`
+    /// (said) when it fails, so callers can poll.
+    fn json(&self, args: &[&str]) -> Option<Value> {
         let out = Command::new(bin("upid"))
-            .args(["--server", &self.server()])
+            .args(["--server", &format!("http://{}", self.grpc)])
             .arg("--token-file")
             .arg(&self.query_token)
             .args(args)
@@ -148,7 +133,7 @@ impl CollectorBox {
 
     /// `upid get nodes`, by node name.
     fn nodes(&self) -> BTreeMap<String, Value> {
-        self.upid_json(&["get", "nodes"])
+        self.json(&["get", "nodes"])
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
             .into_iter()
@@ -174,6 +159,26 @@ impl CollectorBox {
         wait_for(timeout, &format!("{node}: {what}"), || {
             self.progress(node).filter(|(s, t)| f(*s, *t))
         });
+    }
+}
+
+/// The collector container and how to reach it from the host.
+struct CollectorBox {
+    container: Container,
+    upid: Upid,
+    metrics: SocketAddr,
+}
+
+impl CollectorBox {
+    /// Waits for its `starts`-th ready line (it prints one per start), then
+    /// reads where its ports are published now.
+    fn wait_ready(&mut self, starts: usize) {
+        self.container
+            .wait_for_logs(&format!("ready line number {starts}"), WAIT, |lines| {
+                (lines.iter().filter_map(|l| Ready::parse(l)).count() >= starts).then_some(())
+            });
+        self.upid.grpc = self.container.published(GRPC_PORT);
+        self.metrics = self.container.published(METRICS_PORT);
     }
 
     fn scrape(&self) -> Metrics {
@@ -249,9 +254,11 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
     let placeholder: SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let mut collector = CollectorBox {
         container,
-        grpc: placeholder,
+        upid: Upid {
+            grpc: placeholder,
+            query_token,
+        },
         metrics: placeholder,
-        query_token,
     };
     collector.wait_ready(1);
     assert_eq!(
@@ -344,7 +351,7 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
         WAIT,
         "three nodes with three batches each in `upid get nodes`",
         || {
-            let nodes = collector.nodes();
+            let nodes = collector.upid.nodes();
             NODES
                 .iter()
                 .all(|n| {
@@ -356,7 +363,7 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
         },
     );
     let listed = wait_for(WAIT, "the workloads in `upid get containers`", || {
-        let list = collector.upid_json(&["get", "containers"])?;
+        let list = collector.upid.json(&["get", "containers"])?;
         let list = list.as_array()?.clone();
         workloads
             .iter()
@@ -401,7 +408,7 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
     docker(&["start", &collector_name]);
     collector.wait_ready(2);
     for node in NODES {
-        collector.wait_progress(
+        collector.upid.wait_progress(
             node,
             "delivers ticks made while the collector was down",
             WAIT,
@@ -424,16 +431,18 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
     };
     let old_address = address(agent2);
     let connections_before = agent2.count_log_lines("connected to the collector");
-    let (seq1, _) = collector.progress("node-1").expect("node-1 listed");
+    let (seq1, _) = collector.upid.progress("node-1").expect("node-1 listed");
     docker(&["network", "disconnect", &network.name, &agent2.name]);
     let cut_ns = now_ns();
     let squatter = Container::run(
         &format!("{prefix}-squatter"),
         &["--network", &network.name, &work_image.0, "sleep", "3600"],
     );
-    collector.wait_progress("node-1", "ticks while node-2 is cut off", WAIT, |s, _| {
-        s >= seq1 + OUTAGE_TICKS
-    });
+    collector
+        .upid
+        .wait_progress("node-1", "ticks while node-2 is cut off", WAIT, |s, _| {
+            s >= seq1 + OUTAGE_TICKS
+        });
     let reconnected_ns = now_ns();
     docker(&["network", "connect", &network.name, &agent2.name]);
     let new_address = address(agent2);
@@ -443,7 +452,7 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
         "node-2 came back with a new address (the squatter has {})",
         address(&squatter)
     );
-    collector.wait_progress(
+    collector.upid.wait_progress(
         "node-2",
         "delivers again after the outage",
         SILENT_DEATH_WAIT,
@@ -464,16 +473,18 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
     // 4. Node 3's agent is restarted (SIGTERM, drain, start) with the same
     //    spool, so the same agent id.
     let agent3 = &agents[2];
-    let (seq3, _) = collector.progress("node-3").expect("node-3 listed");
+    let (seq3, _) = collector.upid.progress("node-3").expect("node-3 listed");
     docker(&[
         "restart",
         "-t",
         &STOP_GRACE.as_secs().to_string(),
         &agent3.name,
     ]);
-    collector.wait_progress("node-3", "delivers after its restart", WAIT, |s, _| {
-        s >= seq3 + 3
-    });
+    collector
+        .upid
+        .wait_progress("node-3", "delivers after its restart", WAIT, |s, _| {
+            s >= seq3 + 3
+        });
     assert_eq!(
         agent3.count_log_lines("sampler ready"),
         2,
@@ -769,4 +780,161 @@ fn the_compose_file_is_valid_for_docker_compose() {
         "the error names the key: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A compose project started from a copy of the compose file; `down -v`
+/// when dropped (its logs first when dropped during a panic).
+struct ComposeProject {
+    file: PathBuf,
+    name: String,
+    env: Vec<(String, String)>,
+}
+
+impl ComposeProject {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker-compose");
+        cmd.arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(&self.file)
+            .args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        run(&mut self.command(args))
+    }
+
+    /// The id of the container of `service`.
+    fn container(&self, service: &str) -> String {
+        self.run(&["ps", "-q", service]).trim().to_string()
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(out) = self
+                .command(&["logs", "--no-color", "--tail", "60"])
+                .output()
+        {
+            eprintln!(
+                "----- docker-compose logs of {} -----\n{}----- end -----",
+                self.name,
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let _ = self.command(&["down", "-v", "--timeout", "60"]).output();
+    }
+}
+
+/// `deploy/compose/docker-compose.yaml`, as its header says to use it
+/// (token files beside it, the collector's owned by 65532), brings up a
+/// collector and an agent on this host: `upid` sees the node connected and
+/// delivering, and the collector container (uid 65532, read-only root
+/// filesystem) with its network traffic (which needs the agent's host PID
+/// namespace and SYS_PTRACE). Both stop cleanly. Published ports are
+/// moved to free ones with the file's variables.
+#[test]
+fn the_compose_file_runs_a_collector_and_an_agent_that_delivers() {
+    if images::skip_without_docker_and_root() {
+        return;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !upid_e2e::have("docker-compose") {
+        assert!(!ci, "CI=true but docker-compose is not installed");
+        upid_e2e::skip_unless(false, "docker-compose is not installed");
+        return;
+    }
+    images::build_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yaml");
+    std::fs::copy(
+        images::repo_root().join("deploy/compose/docker-compose.yaml"),
+        &file,
+    )
+    .expect("copy the compose file");
+    let (agent, query) = (token(), token());
+    write_file(
+        &dir.path().join("agent-token"),
+        &format!("{agent}\n"),
+        0o600,
+    );
+    let query_token = dir.path().join("query-token");
+    write_file(&query_token, &format!("{query}\n"), 0o600);
+    let tokens = dir.path().join("tokens");
+    write_file(
+        &tokens,
+        &format!("agent {agent} agent\nops {query} query\n"),
+        0o400,
+    );
+    run(Command::new("chown").arg("65532:65532").arg(&tokens));
+
+    let node = format!("compose-{}", std::process::id());
+    let grpc: SocketAddr = format!("127.0.0.1:{}", upid_e2e::harness::free_port())
+        .parse()
+        .expect("addr");
+    let metrics = format!("127.0.0.1:{}", upid_e2e::harness::free_port());
+    let project = ComposeProject {
+        file,
+        name: format!("upid-compose-{}", std::process::id()),
+        env: vec![
+            ("UPID_NODE_NAME".into(), node.clone()),
+            ("UPID_INTERVAL".into(), "1s".into()),
+            ("UPID_PUBLISH_GRPC".into(), grpc.to_string()),
+            ("UPID_PUBLISH_METRICS".into(), metrics),
+        ],
+    };
+    project.run(&["up", "-d"]);
+    let collector_id = project.container("collector");
+    let agent_id = project.container("agent");
+    for (id, user) in [(&collector_id, "65532:65532"), (&agent_id, "0:0")] {
+        let seen = docker(&[
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}",
+            id,
+        ]);
+        assert_eq!(
+            seen,
+            format!("{user} true"),
+            "user and read-only root of {id}"
+        );
+    }
+
+    let upid = Upid { grpc, query_token };
+    wait_for(WAIT, "the node delivering in `upid get nodes`", || {
+        upid.nodes()
+            .get(&node)
+            .filter(|n| n["connected"] == true && n["last_seq"].as_u64().unwrap_or(0) >= 3)
+            .cloned()
+    });
+    let seen = wait_for(
+        WAIT,
+        "the collector container with its traffic in `upid get containers`",
+        || {
+            let list = upid.json(&["get", "containers"])?;
+            list.as_array()?
+                .iter()
+                .find(|c| {
+                    c["container_id"] == collector_id.as_str()
+                        && c["net_rx_bytes_per_s"].as_f64().is_some_and(|r| r > 0.0)
+                })
+                .cloned()
+        },
+    );
+    assert_eq!(seen["node_name"], node.as_str(), "{seen}");
+    assert_eq!(seen["workload"], "compose/collector", "{seen}");
+
+    project.run(&["stop", "--timeout", "60"]);
+    for id in [&collector_id, &agent_id] {
+        assert_eq!(
+            docker(&["inspect", "--format", "{{.State.ExitCode}}", id]),
+            "0",
+            "{id} stops cleanly"
+        );
+    }
 }

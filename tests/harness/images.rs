@@ -42,8 +42,11 @@ pub fn skip_without_docker_and_root() -> bool {
 
 /// Builds both images with `deploy/images/build.sh --bin-dir DIR`, DIR
 /// being where this test's binaries were built (the debug profile under
-/// nextest). Returns what the script printed on standard error (what it
-/// copied, the sizes).
+/// nextest), one test at a time (`flock` on a file in the temp directory:
+/// the tests of one run build the same tags; the second build reuses the
+/// first one's layers, so containers already started are not affected).
+/// Returns what the script printed on standard error (what it copied, the
+/// sizes).
 pub fn build_images() -> String {
     let bin_dir = crate::bin("upid-agent")
         .parent()
@@ -51,7 +54,10 @@ pub fn build_images() -> String {
         .to_path_buf();
     crate::bin("upid-collector");
     let script = repo_root().join("deploy/images/build.sh");
-    let out = Command::new("bash")
+    let lock = std::env::temp_dir().join("upid-e2e-images.lock");
+    let out = Command::new("flock")
+        .arg(&lock)
+        .arg("bash")
         .arg(&script)
         .arg("--bin-dir")
         .arg(&bin_dir)
