@@ -21,17 +21,20 @@
 //! several ticks while another container takes its address, so it comes
 //! back with a new one and its TCP connection is dead without a word
 //! (HTTP/2 keepalive notices, it reconnects and replays); and one agent is
-//! restarted. Afterwards,
-//! with everything stopped, the store is read with plain SQL: for each
-//! agent exactly the batches 1..=N its spool says it made, each once; as
-//! many node samples as batches; as many container samples as the stored
-//! batches say they carried, none twice, and every workload in every
-//! batch; nothing dropped by a spool; the ticks made while the collector
-//! was down or the agent was cut off are stored, and were received only
-//! after the collector was back / the agent reconnected.
+//! restarted. Afterwards, with everything stopped, the spools are opened
+//! and the store is read with plain SQL: for each agent exactly the
+//! batches 1..=N its spool says it made, each once; as many node samples
+//! as batches; as many container samples as the stored batches say they
+//! carried, none twice, and every workload in every batch with its network
+//! namespace; nothing dropped by a spool; the ticks made while the
+//! collector was down or the agent was cut off are stored, and were
+//! received only after the collector was back / the agent reconnected.
 //!
-//! Skips loudly without a Docker Engine or root; with `CI=true` it fails
-//! instead.
+//! Two more tests check `deploy/compose/docker-compose.yaml`: valid for
+//! `docker-compose`, and brought up as its header says.
+//!
+//! Skips loudly without a Docker Engine, root or `docker-compose`; with
+//! `CI=true` it fails instead.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -222,7 +225,8 @@ fn three_agent_containers_deliver_every_sample_once_through_a_collector_kill_an_
     }
     tokens.push_str(&format!("ops {query} query\n"));
     let tokens_file = dir.path().join("tokens");
-    write_file(&tokens_file, &tokens, 0o644);
+    write_file(&tokens_file, &tokens, 0o400);
+    run(Command::new("chown").arg("65532:65532").arg(&tokens_file));
     let query_token = dir.path().join("query-token");
     write_file(&query_token, &format!("{query}\n"), 0o600);
 
