@@ -78,9 +78,9 @@ if [ -z "$bin_dir" ]; then
 fi
 [ -d "$bin_dir" ] || die "--bin-dir $bin_dir is not a directory"
 
-# The CA bundle (rustls reads /etc/ssl/certs/ca-certificates.crt): the
-# collector asks image registries over HTTPS, the agent may talk TLS to a
-# collector or a Kubernetes API server without a CA file of its own.
+# The CA bundle (/etc/ssl/certs/ca-certificates.crt): the collector checks
+# image registries over HTTPS against it; the agent's Kubernetes client uses
+# it when its kubeconfig names no CA (TLS to the collector takes --ca).
 ca_bundle=""
 for f in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem; do
   if [ -s "$f" ]; then
