@@ -14,8 +14,8 @@ use clap::{Args, Subcommand};
 
 use crate::config::FileConfig;
 use crate::import::{ImportError, is_lock_error, resolve_store_path};
-use crate::report::tables::samples_query;
-use crate::report::writer::{WriteError, write_query};
+use crate::report::tables::samples;
+use crate::report::writer::{WriteError, write_from};
 
 /// What went wrong exporting. The destination is untouched on error.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,7 @@ pub fn export_parquet(
             }
         }
     })?;
-    let rows = write_query(&conn, &samples_query(since_unix_ns, until_unix_ns), out)?;
+    let rows = write_from(&conn, &samples(since_unix_ns, until_unix_ns), out)?;
     drop(conn);
     Ok(ExportSummary {
         path: out.to_path_buf(),

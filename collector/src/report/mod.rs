@@ -203,12 +203,11 @@ pub fn write_day(
         };
         let currency = analyzer.pricing.currency.as_str();
         let written = match table {
-            Table::Samples => reader.with_connection(|c| {
-                writer::write_query(c, &tables::samples_query(from, at), &dest)
-            }),
-            Table::Containers => reader.with_connection(|c| {
-                writer::write_query(c, &tables::containers_query(from, at), &dest)
-            }),
+            Table::Samples => {
+                reader.with_connection(|c| writer::write_from(c, &tables::samples(from, at), &dest))
+            }
+            Table::Containers => reader
+                .with_connection(|c| writer::write_from(c, &tables::containers(from, at), &dest)),
             Table::Rightsizing => {
                 let request = v1::RightsizeRequest {
                     scope: None,

@@ -216,11 +216,17 @@ impl ReportTask {
         let last = days.len().checked_sub(1);
         let mut decisions = None;
         if wants_updates && last.is_some_and(|i| takes_updates(&days[i], now_unix_ns)) {
-            let reader = self.reader.clone();
-            let inventory = tokio::task::spawn_blocking(move || reader.inventory())
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            // Without a checker there is nothing to read the inventory for.
+            let inventory = match &self.updates {
+                Some(_) => {
+                    let reader = self.reader.clone();
+                    tokio::task::spawn_blocking(move || reader.inventory())
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                }
+                None => Ok(HashMap::new()),
+            };
             match current_decisions(self.updates.as_ref(), inventory, now_unix_ns).await {
                 Ok(d) => decisions = Some(Arc::new(d)),
                 Err(why) => tracing::info!(reason = %why, "reports: no updates table written"),

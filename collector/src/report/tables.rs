@@ -88,12 +88,23 @@ fn ts_sql(column: &str) -> String {
     format!("make_timestamp({column} // 1000)::TIMESTAMPTZ")
 }
 
+/// A table read from the store: `raw` runs on the store and returns plain
+/// columns (times as `*_unix_ns`); `project`, over the staged rows (table
+/// `stage`, in their order), makes the file's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreQuery {
+    /// The query on the store.
+    pub raw: String,
+    /// The query on the staged rows.
+    pub project: String,
+}
+
 /// The `samples` rows whose interval starts in `[from, until)`: the
 /// `usage` table's documented export schema (docs/export.md), ordered by
 /// time. Also what `upid-collector export parquet` writes.
-pub fn samples_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
-    format!(
-        "SELECT {ts} AS ts, interval_s, node,
+pub fn samples(from_unix_ns: i64, until_unix_ns: i64) -> StoreQuery {
+    let raw = format!(
+        "SELECT ts_unix_ns, interval_s, node,
                 container_id, namespace, pod, container, workload_kind, workload, image,
                 cpu_cores, cpu_throttled_ratio,
                 memory_working_set_bytes::BIGINT AS memory_working_set_bytes,
@@ -106,9 +117,18 @@ pub fn samples_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
                 memory_limit_bytes::BIGINT AS memory_limit_bytes
          FROM usage
          WHERE ts_unix_ns >= {from_unix_ns} AND ts_unix_ns < {until_unix_ns}
-         ORDER BY ts_unix_ns, series_key, source",
+         ORDER BY ts_unix_ns, series_key, source"
+    );
+    let project = format!(
+        "SELECT {ts} AS ts, interval_s, node,
+                container_id, namespace, pod, container, workload_kind, workload, image,
+                cpu_cores, cpu_throttled_ratio, memory_working_set_bytes, memory_peak_bytes,
+                oom_kills, net_rx_bytes, net_tx_bytes, cpu_request_cores, cpu_limit_cores,
+                memory_request_bytes, memory_limit_bytes
+         FROM stage ORDER BY rowid",
         ts = ts_sql("ts_unix_ns")
-    )
+    );
+    StoreQuery { raw, project }
 }
 
 /// How many `usage` rows start in `[from, until)`: a day without any gets
@@ -123,8 +143,8 @@ pub fn usage_rows_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
 /// with `usage` rows in the range; identity from its latest row there,
 /// the range's aggregates, and the runtime inventory the store holds for
 /// its container id (the latest record, not a history).
-pub fn containers_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
-    format!(
+pub fn containers(from_unix_ns: i64, until_unix_ns: i64) -> StoreQuery {
+    let raw = format!(
         "WITH s AS (
             SELECT series_key,
                 arg_max(node, ts_unix_ns) AS node,
@@ -137,7 +157,7 @@ pub fn containers_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
                 arg_max(image, ts_unix_ns) AS image,
                 min(ts_unix_ns) AS first_unix_ns,
                 max(ts_unix_ns) AS last_unix_ns,
-                count(*) AS usage_rows,
+                count(*)::BIGINT AS usage_rows,
                 sum(interval_s) AS covered_s,
                 sum(cpu_cores * interval_s)
                     / nullif(sum(CASE WHEN cpu_cores IS NOT NULL THEN interval_s END), 0)
@@ -163,7 +183,7 @@ pub fn containers_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
         )
         SELECT s.node, s.container_id, s.namespace, s.pod, s.container,
                s.workload_kind, s.workload, s.image,
-               {first} AS first_ts, {last} AS last_ts,
+               s.first_unix_ns, s.last_unix_ns,
                s.usage_rows, s.covered_s,
                s.cpu_mean_cores, s.cpu_max_cores, s.cpu_throttled_max_ratio,
                s.memory_working_set_mean_bytes, s.memory_working_set_max_bytes,
@@ -173,19 +193,34 @@ pub fn containers_query(from_unix_ns: i64, until_unix_ns: i64) -> String {
                i.runtime, i.pod_uid, i.image_digest, i.state, i.health,
                i.restart_count::BIGINT AS restart_count, i.exit_code::BIGINT AS exit_code,
                i.oom_killed, i.qos,
-               {started} AS started_ts, {finished} AS finished_ts,
-               {removed} AS removed_ts, {updated} AS inventory_updated_ts
+               i.started_unix_ns, i.finished_unix_ns, i.removed_unix_ns,
+               i.updated_unix_ns AS inventory_updated_unix_ns
         FROM s
         LEFT JOIN container_inventory i
             ON s.container_id <> '' AND i.container_id = s.container_id
-        ORDER BY s.node, s.namespace, s.pod, s.container, s.container_id, s.series_key",
-        first = ts_sql("s.first_unix_ns"),
-        last = ts_sql("s.last_unix_ns"),
-        started = ts_sql("i.started_unix_ns"),
-        finished = ts_sql("i.finished_unix_ns"),
-        removed = ts_sql("i.removed_unix_ns"),
-        updated = ts_sql("i.updated_unix_ns"),
-    )
+        ORDER BY s.node, s.namespace, s.pod, s.container, s.container_id, s.series_key"
+    );
+    let project = format!(
+        "SELECT node, container_id, namespace, pod, container, workload_kind, workload, image,
+                {first} AS first_ts, {last} AS last_ts,
+                usage_rows, covered_s,
+                cpu_mean_cores, cpu_max_cores, cpu_throttled_max_ratio,
+                memory_working_set_mean_bytes, memory_working_set_max_bytes,
+                memory_peak_max_bytes, oom_kills, net_rx_bytes, net_tx_bytes,
+                cpu_request_cores, cpu_limit_cores, memory_request_bytes, memory_limit_bytes,
+                runtime, pod_uid, image_digest, state, health, restart_count, exit_code,
+                oom_killed, qos,
+                {started} AS started_ts, {finished} AS finished_ts,
+                {removed} AS removed_ts, {updated} AS inventory_updated_ts
+         FROM stage ORDER BY rowid",
+        first = ts_sql("first_unix_ns"),
+        last = ts_sql("last_unix_ns"),
+        started = ts_sql("started_unix_ns"),
+        finished = ts_sql("finished_unix_ns"),
+        removed = ts_sql("removed_unix_ns"),
+        updated = ts_sql("inventory_updated_unix_ns"),
+    );
+    StoreQuery { raw, project }
 }
 
 /// The type of a column built from an analysis answer.
