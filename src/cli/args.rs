@@ -14,8 +14,8 @@ mod updates;
 
 pub use export::{ExportArgs, ExportTable};
 pub use updates::{
-    ApplyArgs, AvailableTag, DecideArgs, PolicyArg, RolloutsArgs, UpdateEventsArgs,
-    UpdatesListArgs, UpdatesWhat, parse_available,
+    ApplyArgs, AvailableTag, DEFAULT_ROLLOUT_TIMEOUT, DecideArgs, PolicyArg, RolloutsArgs,
+    UpdateEventsArgs, UpdatesListArgs, UpdatesWhat, parse_available,
 };
 
 /// Where `upid` looks for the collector when neither `--server` nor

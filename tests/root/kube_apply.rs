@@ -1427,7 +1427,28 @@ async fn the_namespace_comes_from_the_context_and_docker_names_refuse_kubernetes
     .unwrap_or_default();
     assert_eq!(
         text,
-        "--namespace only apply to a Kubernetes workload (KIND/NAME, such as deployment/web); \"web\" is a Docker container name; nothing was changed"
+        "--namespace applies only to a Kubernetes workload (KIND/NAME, such as deployment/web); \"web\" is a Docker container name; nothing was changed"
+    );
+    // The rollout timeout is Kubernetes' too: refused, not silently ignored.
+    let text = upid(
+        &server,
+        &[
+            "updates".into(),
+            "apply".into(),
+            "web".into(),
+            "--rollout-timeout".into(),
+            "1m".into(),
+            "--context".into(),
+            "replay".into(),
+        ],
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert_eq!(
+        text,
+        "--context, --rollout-timeout apply only to a Kubernetes workload (KIND/NAME, such as deployment/web); \"web\" is a Docker container name; nothing was changed"
     );
     // An unknown kind says what works.
     let text = upid(

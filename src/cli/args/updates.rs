@@ -134,14 +134,19 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
     /// Kubernetes: longest wait for the rollout (and for a rollback's) to
-    /// complete; a rollout not complete by then is rolled back.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub rollout_timeout: Duration,
+    /// complete; a rollout not complete by then is rolled back (default
+    /// 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rollout_timeout: Option<Duration>,
     /// Time between two reads of the container or the workload and its
     /// pods (default: 500ms on Docker, 1s on Kubernetes).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
 }
+
+/// How long `upid updates apply` waits for a Kubernetes rollout when
+/// `--rollout-timeout` is not given.
+pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 impl ApplyArgs {
     /// The Kubernetes-only flags given, by name (for refusing them on a
@@ -159,6 +164,9 @@ impl ApplyArgs {
         }
         if self.context.is_some() {
             given.push("--context");
+        }
+        if self.rollout_timeout.is_some() {
+            given.push("--rollout-timeout");
         }
         given
     }

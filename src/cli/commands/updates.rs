@@ -195,8 +195,13 @@ impl Session {
         if !kube_only.is_empty() {
             return Err(CliError::Apply {
                 message: format!(
-                    "{} only apply to a Kubernetes workload (KIND/NAME, such as deployment/{}); {:?} is a Docker container name; nothing was changed",
+                    "{} {} only to a Kubernetes workload (KIND/NAME, such as deployment/{}); {:?} is a Docker container name; nothing was changed",
                     kube_only.join(", "),
+                    if kube_only.len() == 1 {
+                        "applies"
+                    } else {
+                        "apply"
+                    },
                     args.container,
                     args.container
                 ),

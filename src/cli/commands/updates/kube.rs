@@ -109,7 +109,9 @@ impl Session {
         };
         let options = KubeApplyOptions {
             before_window: args.before_window,
-            rollout_timeout: args.rollout_timeout,
+            rollout_timeout: args
+                .rollout_timeout
+                .unwrap_or(crate::cli::args::DEFAULT_ROLLOUT_TIMEOUT),
             gate_window: args.gate_window,
             poll_interval: args.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
             rollback_on_degraded: args.rollback_on_degraded,
