@@ -860,20 +860,10 @@ fn over_budget_the_oldest_days_go_samples_first_until_under_it() {
     let dir = TempDir::new("retention-budget");
     let path = dir.path("upid.duckdb");
     drop(Store::open(&path).expect("create store"));
-    // Twelve days of 1-minute usage of 100 pods, imported a day at a time
-    // (as daily exports would be), so each day fills its own row groups.
-    for day in 1..=12 {
-        let from = D0 - day * DAY;
-        import_history(
-            &dir,
-            &path,
-            &format!("day-{day}"),
-            100,
-            from,
-            from + DAY,
-            MIN,
-        );
-    }
+    // Twelve days of 1-minute usage of 100 pods in one file: the import
+    // stores rows in time order, so each day fills its own row groups and
+    // dropping the oldest day frees space.
+    import_history(&dir, &path, "twelve-days", 100, D0 - 12 * DAY, D0, MIN);
     let x: Vec<String> = ["a", "b", "c", "d", "f"]
         .into_iter()
         .map(docker_id)
