@@ -39,13 +39,18 @@
 //! patched, the old image is patched back; when even that fails, the error
 //! gives the `kubectl` command that finishes the job.
 //!
-//! CPU and memory are not read here (the API server has none without
-//! metrics-server): the gate skips those two checks and says so; `upid
-//! updates rollouts` judges the same rollout later with the agents' usage.
+//! CPU and memory per replica come from the collector ([`usage`]): the
+//! agents on the nodes sample every container, and the collector serves
+//! each one's series; the old revision's containers are asked for over
+//! the BEFORE window, the new revision's over the gate window (from the
+//! rollout's completion). When the collector has no samples for them (no
+//! agent on those nodes) or too few, the gate skips those two checks and
+//! their evidence says why, naming the containers and nodes.
 
 pub mod patch;
 pub mod pods;
 pub mod rollout;
+pub mod usage;
 pub mod workload;
 
 use std::time::Duration;
@@ -59,6 +64,7 @@ use super::gate::{
 };
 use pods::PodsObserver;
 use rollout::RolloutStatus;
+use usage::{DEFAULT_MIN_RESOURCE_SAMPLES, Usage, UsageSource};
 use workload::{Object, RequestFailure, Workloads};
 
 /// Default [`KubeApplyOptions::before_window`]: 10 s.
@@ -286,6 +292,10 @@ pub struct KubeApplyOptions {
     pub change_cause: Option<String>,
     /// The gate's thresholds.
     pub thresholds: Thresholds,
+    /// Fewest collector samples (all containers of a window together) for
+    /// CPU and memory to count as measured (default
+    /// [`DEFAULT_MIN_RESOURCE_SAMPLES`]).
+    pub min_resource_samples: u32,
 }
 
 impl Default for KubeApplyOptions {
@@ -298,6 +308,7 @@ impl Default for KubeApplyOptions {
             rollback_on_degraded: false,
             change_cause: None,
             thresholds: Thresholds::default(),
+            min_resource_samples: DEFAULT_MIN_RESOURCE_SAMPLES,
         }
     }
 }
@@ -357,6 +368,10 @@ pub struct KubeApplyReport {
     pub before: Window,
     /// The AFTER window.
     pub after: Window,
+    /// What the collector had for the old containers in the BEFORE window.
+    pub before_usage: Usage,
+    /// ...and for the new containers in the gate window.
+    pub after_usage: Usage,
     /// The gate's verdict with its evidence.
     pub gate: GateVerdict,
     /// A rollback was started (the rollout failed, the gate failed, or it
@@ -688,6 +703,14 @@ fn plainly_failing(before: &Window, after: &Window, thresholds: &Thresholds) -> 
         .map(|c| format!("{}: {}", c.check.as_str(), c.reason))
 }
 
+/// Nanoseconds since the Unix epoch now, as the collector's times are.
+fn now_unix_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -832,12 +855,15 @@ impl Run<'_> {
 /// Updates `container` of `workload` to `new_image` through its pod
 /// template, watches the rollout, runs the health gate, and rolls back
 /// when the rollout or the gate fails (see the module documentation).
+/// `usage` is the collector, asked for CPU and memory per replica; `None`
+/// leaves those checks skipped ("no collector was asked").
 pub async fn apply(
     cluster: &Cluster,
     workload: &WorkloadRef,
     container: &str,
     new_image: &str,
     options: &KubeApplyOptions,
+    usage: Option<&dyn UsageSource>,
 ) -> Result<KubeApplyReport, KubeApplyError> {
     let api = Workloads::new(cluster, workload);
     let object = api.get().await.map_err(|f| {
@@ -900,6 +926,7 @@ pub async fn apply(
     // BEFORE window.
     let mut old_pods = PodsObserver::new(container, false);
     let before_start = Instant::now();
+    let before_start_unix_ns = now_unix_ns();
     if let Err(f) = run
         .watch_pods(
             &mut old_pods,
@@ -918,7 +945,8 @@ pub async fn apply(
             run.log.events,
         ));
     }
-    let before = old_pods.window(&from_image, elapsed_ms(before_start), desired);
+    let before_end_unix_ns = now_unix_ns();
+    let mut before = old_pods.window(&from_image, elapsed_ms(before_start), desired);
     run.log.push(
         UpdateEventKind::BeforeRecorded,
         describe_window(&before, &old_pods.pod_names()),
@@ -951,6 +979,7 @@ pub async fn apply(
         }
     };
     let changed_at = Instant::now();
+    let changed_at_unix_ns = now_unix_ns();
     let now_names = patched.image_of(container).unwrap_or_default();
     if now_names != new_image {
         let why = format!(
@@ -1024,6 +1053,11 @@ pub async fn apply(
         }
     };
     let mut latest = latest;
+    let gate_start_unix_ns = if rollout.completed {
+        now_unix_ns()
+    } else {
+        changed_at_unix_ns
+    };
     if rollout.completed {
         let until = Instant::now() + options.gate_window;
         match run
@@ -1044,8 +1078,36 @@ pub async fn apply(
             }
         }
     }
-    let after = new_pods.window(new_image, elapsed_ms(changed_at), latest.desired_replicas());
-    let verdict = gate::verdict(&before, &after, &options.thresholds);
+    let end_unix_ns = now_unix_ns();
+    let mut after = new_pods.window(new_image, elapsed_ms(changed_at), latest.desired_replicas());
+    // CPU and memory per replica from the collector: asked for now, when
+    // the BEFORE window's samples have long been shipped.
+    let before_usage = usage::measure(
+        usage,
+        &old_pods.containers(),
+        "the BEFORE window",
+        before_start_unix_ns,
+        before_end_unix_ns,
+        options.min_resource_samples,
+    )
+    .await;
+    let after_usage = usage::measure(
+        usage,
+        &new_pods.containers(),
+        if rollout.completed {
+            "the gate window"
+        } else {
+            "the AFTER window"
+        },
+        gate_start_unix_ns,
+        end_unix_ns,
+        options.min_resource_samples,
+    )
+    .await;
+    before_usage.fill(&mut before);
+    after_usage.fill(&mut after);
+    let mut verdict = gate::verdict(&before, &after, &options.thresholds);
+    usage::explain(&mut verdict, &before_usage, &after_usage);
     let roll_back = !rollout.completed
         || match verdict.verdict {
             Verdict::Healthy => false,
@@ -1053,9 +1115,11 @@ pub async fn apply(
             Verdict::Failed => true,
         };
     let mut message = format!(
-        "{}. After: {}",
+        "{}. After: {}; before: {}; after: {}",
         verdict.summary,
-        describe_window(&after, &new_pods.pod_names())
+        describe_window(&after, &new_pods.pod_names()),
+        before_usage.describe(),
+        after_usage.describe()
     );
     if !new_pods.problems().is_empty() {
         message.push_str(&format!("; seen: {}", new_pods.problems().join("; ")));
@@ -1103,6 +1167,8 @@ pub async fn apply(
         },
         before,
         after,
+        before_usage,
+        after_usage,
         gate: verdict,
         rollback_started: roll_back,
         rolled_back: false,

@@ -17,13 +17,15 @@
 //! Terminations that already happened when an old pod is first seen are
 //! history, not part of the BEFORE window; a pod of the new revision is
 //! new, so everything it shows happened after the change. CPU and memory
-//! are not read (the API server has no usage without metrics-server), so
-//! the gate skips those checks and says so.
+//! are not read here (the API server has no usage without metrics-server):
+//! [`super::usage`] asks the collector for the containers of
+//! [`PodsObserver::containers`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
 
+use super::usage::WatchedContainer;
 use crate::updates::gate::{HealthStatus, Window};
 
 /// Waiting reasons that do not pass without a change: the container is
@@ -240,7 +242,8 @@ impl PodsObserver {
     }
 
     /// The gate's window: `image` ran for `duration_ms` in pods of which
-    /// `replicas_desired` should run. CPU and memory are not measured.
+    /// `replicas_desired` should run. CPU and memory are left unmeasured
+    /// (see [`super::usage`]).
     pub fn window(&self, image: &str, duration_ms: u64, replicas_desired: u32) -> Window {
         let live: Vec<&Track> = self
             .pods
@@ -296,6 +299,22 @@ impl PodsObserver {
             .collect()
     }
 
+    /// The watched container of every pod seen, each runtime id once (a
+    /// restarted container has a new one), with its pod and node: what the
+    /// collector is asked about for CPU and memory.
+    pub fn containers(&self) -> Vec<WatchedContainer> {
+        self.pods
+            .values()
+            .flat_map(|t| {
+                t.container_ids.iter().map(|id| WatchedContainer {
+                    id: id.clone(),
+                    pod: t.name.clone(),
+                    node: t.node.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Nodes the pods ran on, each once.
     pub fn nodes(&self) -> Vec<String> {
         let set: BTreeSet<String> = self.pods.values().filter_map(|t| t.node.clone()).collect();
@@ -318,9 +337,11 @@ fn health_rank(h: HealthStatus) -> u8 {
     }
 }
 
-/// `containerd://abc` → `abc`.
+/// `containerd://abc` → `abc` (also `docker://`, `cri-o://` and any other
+/// scheme), trimmed: the id as the agent's inventory reports it
+/// (`split_container_id` in the agent), so the collector knows it by it.
 fn strip_runtime(id: &str) -> &str {
-    id.split_once("://").map_or(id, |(_, rest)| rest)
+    id.split_once("://").map_or(id, |(_, rest)| rest).trim()
 }
 
 /// The health of one container from its status, and why it is unhealthy
@@ -441,6 +462,30 @@ mod tests {
             vec!["aaa".to_string(), "aaa".to_string()]
         );
         assert_eq!(o.nodes(), vec!["worker-1".to_string()]);
+        assert_eq!(
+            o.containers(),
+            vec![
+                WatchedContainer {
+                    id: "aaa".into(),
+                    pod: "web-1".into(),
+                    node: Some("worker-1".into())
+                },
+                WatchedContainer {
+                    id: "aaa".into(),
+                    pod: "web-2".into(),
+                    node: Some("worker-1".into())
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn runtime_prefixes_are_stripped_as_the_agent_strips_them() {
+        assert_eq!(strip_runtime("containerd://abc"), "abc");
+        assert_eq!(strip_runtime("docker://abc"), "abc");
+        assert_eq!(strip_runtime("cri-o://abc "), "abc");
+        assert_eq!(strip_runtime("abc"), "abc");
+        assert_eq!(strip_runtime("containerd://"), "");
     }
 
     #[test]

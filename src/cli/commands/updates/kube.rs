@@ -10,15 +10,50 @@ use super::{choose_target, same_image};
 use crate::cli::Output;
 use crate::cli::args::{ApplyArgs, Format};
 use crate::cli::commands::Session;
+use crate::cli::connect::QueryClient;
 use crate::cli::error::CliError;
 use crate::cli::render;
 use crate::cli::view::updates::{ApplyView, KubeApplyView, UpdateDecisionView};
 use crate::updates::event::UpdateEvent;
+use crate::updates::kube_apply::usage::{SeriesError, SeriesFuture, UsageSource};
 use crate::updates::kube_apply::{
     self, Cluster, DEFAULT_POLL_INTERVAL, KubeApplyError, KubeApplyOptions, WorkloadRef, patch,
 };
 use crate::updates::reference::ImageReference;
 use crate::wire::v1;
+
+/// The collector as the source of the gate's CPU and memory: each
+/// container's `GetContainerSeries`.
+struct CollectorUsage(QueryClient);
+
+impl UsageSource for CollectorUsage {
+    fn series<'a>(
+        &'a self,
+        container_id: &'a str,
+        start_unix_ns: i64,
+        end_unix_ns: i64,
+        step_ns: i64,
+    ) -> SeriesFuture<'a> {
+        let mut client = self.0.clone();
+        Box::pin(async move {
+            let request = v1::GetContainerSeriesRequest {
+                id: container_id.to_owned(),
+                start_unix_ns,
+                end_unix_ns,
+                step_ns,
+            };
+            match client.get_container_series(request).await {
+                Ok(r) => Ok(r.into_inner().points),
+                Err(s) if s.code() == tonic::Code::NotFound => Err(SeriesError::NotFound),
+                Err(s) => Err(SeriesError::Failed(format!(
+                    "GetContainerSeries answered {:?}: {}",
+                    s.code(),
+                    s.message()
+                ))),
+            }
+        })
+    }
+}
 
 fn apply_error(e: &KubeApplyError) -> CliError {
     CliError::Apply {
@@ -122,8 +157,16 @@ impl Session {
             ..KubeApplyOptions::default()
         };
 
-        let outcome =
-            kube_apply::apply(&cluster, &workload, &found.container, &new_image, &options).await;
+        let collector = CollectorUsage(self.conn.query());
+        let outcome = kube_apply::apply(
+            &cluster,
+            &workload,
+            &found.container,
+            &new_image,
+            &options,
+            Some(&collector),
+        )
+        .await;
         let (report, failure) = match outcome {
             Ok(report) => (Some(report), None),
             Err(e) => (None, Some((e.to_string(), e.events().to_vec()))),
