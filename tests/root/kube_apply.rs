@@ -504,12 +504,18 @@ fn percent_decode(s: &str) -> String {
 // ------------------------------------------------ the scripted collector
 
 /// A scripted `QueryService` (a fake, named as such): the decision a test
-/// sets, and the update events the CLI records, listed back newest first.
+/// sets, the update events the CLI records, listed back newest first, and
+/// recorded `GetContainerSeries` points per container id (from a
+/// `series-*.json` fixture), served over whatever range is asked for; an
+/// id without recorded points is `NotFound`, as the real collector answers
+/// for a container no agent reported.
 #[derive(Clone, Default)]
 struct Collector {
     decisions: Arc<Mutex<Vec<v1::UpdateDecision>>>,
     events: Arc<Mutex<Vec<v1::UpdateEvent>>>,
     asked: Arc<Mutex<Vec<v1::ListUpdatesRequest>>>,
+    series: Arc<Mutex<HashMap<String, Vec<v1::Rates>>>>,
+    series_asked: Arc<Mutex<Vec<v1::GetContainerSeriesRequest>>>,
 }
 
 impl Collector {
@@ -536,6 +542,57 @@ impl Collector {
     fn kinds(&self) -> Vec<String> {
         self.events().iter().map(|e| e.kind.clone()).collect()
     }
+
+    /// Serves the points of `file` for the pods `keep` accepts: each
+    /// pod's container id is `sha256("<pod>/<container>")`, as in the pod
+    /// fixtures.
+    fn serve_series(&self, file: &str, keep: impl Fn(&str) -> bool) {
+        let doc = load(file);
+        let containers = doc["containers"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{file}: containers must be a map"));
+        let mut series = self.series.lock().expect("lock");
+        for (pod, c) in containers {
+            if !keep(pod) {
+                continue;
+            }
+            let container = c["container"].as_str().unwrap_or_default();
+            let points = c["points"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{file}: {pod}: points must be a list"))
+                .iter()
+                .map(|p| v1::Rates {
+                    cpu_cores: p["cpu_cores"].as_f64(),
+                    memory_working_set_bytes: p["memory_working_set_bytes"].as_u64(),
+                    ..Default::default()
+                })
+                .collect();
+            series.insert(container_id(pod, container), points);
+        }
+    }
+
+    fn series_asked(&self) -> Vec<v1::GetContainerSeriesRequest> {
+        self.series_asked.lock().expect("lock").clone()
+    }
+}
+
+/// The points of `file` for the pods listed, as `(cores, bytes)`.
+fn recorded(file: &str, pods: &[&str]) -> Vec<(f64, u64)> {
+    let doc = load(file);
+    pods.iter()
+        .flat_map(|pod| {
+            doc["containers"][pod]["points"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|p| {
+            (
+                p["cpu_cores"].as_f64().unwrap_or_default(),
+                p["memory_working_set_bytes"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// The collector's decision for `web`'s `app` container.
@@ -609,9 +666,33 @@ impl query_service_server::QueryService for Collector {
     }
     async fn get_container_series(
         &self,
-        _: Request<v1::GetContainerSeriesRequest>,
+        r: Request<v1::GetContainerSeriesRequest>,
     ) -> Result<Response<v1::GetContainerSeriesResponse>, Status> {
-        unimplemented("GetContainerSeries")
+        let r = r.into_inner();
+        self.series_asked.lock().expect("lock").push(r.clone());
+        let Some(recorded) = self.series.lock().expect("lock").get(&r.id).cloned() else {
+            return Err(Status::not_found(format!(
+                "no container matches {:?} (scripted collector)",
+                r.id
+            )));
+        };
+        // The recorded points, spread over the range asked for.
+        let n = i64::try_from(recorded.len()).unwrap_or(1).max(1);
+        let width = ((r.end_unix_ns - r.start_unix_ns) / n).max(1);
+        let points = recorded
+            .into_iter()
+            .zip(0i64..)
+            .map(|(p, i)| v1::Rates {
+                start_unix_ns: r.start_unix_ns + i * width,
+                end_unix_ns: r.start_unix_ns + (i + 1) * width,
+                ..p
+            })
+            .collect();
+        Ok(Response::new(v1::GetContainerSeriesResponse {
+            r#ref: None,
+            step_ns: r.step_ns,
+            points,
+        }))
     }
     async fn top(&self, _: Request<v1::TopRequest>) -> Result<Response<v1::TopResponse>, Status> {
         unimplemented("Top")
@@ -749,8 +830,13 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 /// `sha256("<pod>/app")`: the fixtures' container id of a pod's app.
 fn app_id(pod: &str) -> String {
+    container_id(pod, "app")
+}
+
+/// `sha256("<pod>/<container>")`: the fixtures' container ids.
+fn container_id(pod: &str, container: &str) -> String {
     use std::fmt::Write as _;
-    let digest = ring_sha256(format!("{pod}/app").as_bytes());
+    let digest = ring_sha256(format!("{pod}/{container}").as_bytes());
     digest.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -805,7 +891,41 @@ async fn an_approved_update_rolls_out_passes_the_gate_and_is_recorded() {
     assert_eq!(restarts["outcome"], "pass");
     assert_eq!(check(&report, "health")["after"], "healthy");
     assert_eq!(check(&report, "ready_replicas")["after"], "3/3 ready");
-    assert_eq!(check(&report, "cpu_per_replica")["outcome"], "skipped");
+    // No agent reported these containers: CPU and memory are skipped, and
+    // the evidence says why, naming the containers and nodes.
+    for name in ["cpu_per_replica", "memory_per_replica"] {
+        let c = check(&report, name);
+        assert_eq!(c["outcome"], "skipped", "{c}");
+        assert_eq!(
+            (c["before"].as_str(), c["after"].as_str()),
+            (Some("not measured"), Some("not measured"))
+        );
+        let reason = c["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "not measured: before: no samples from the collector in the BEFORE window ("
+            ),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!(
+                "for containers {} (pod web-5d8f7c9b4-h7z2c on worker-3), ",
+                &app_id("web-5d8f7c9b4-h7z2c")[..12]
+            )),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("is upid-agent running on nodes worker-1, worker-2, worker-3?; after: no samples from the collector in the gate window ("),
+            "{reason}"
+        );
+    }
+    assert!(
+        report["gate"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("; CPU and memory per replica were not checked: before: no samples from the collector"),
+        "{report:#}"
+    );
 
     // Exactly one PATCH: the strategic merge patch that sets the image of
     // app and nothing else in the template.
@@ -1560,4 +1680,413 @@ async fn a_statefulset_rolls_by_revision_and_keeps_the_templates_spelling() {
     // The ids of both revisions' postgres containers (a pod keeps its name
     // across revisions, not its container).
     assert_eq!(collector.events()[0].container_ids.len(), 4);
+}
+
+/// The mean of `points` per replica: (millicores, bytes), and the peak bytes.
+fn per_replica(points: &[(f64, u64)]) -> (f64, u64, u64) {
+    let n = points.len() as f64;
+    let cores = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let bytes = points.iter().map(|p| u128::from(p.1)).sum::<u128>() / points.len() as u128;
+    let peak = points.iter().map(|p| p.1).max().unwrap_or_default();
+    (
+        cores * 1000.0,
+        u64::try_from(bytes).unwrap_or(u64::MAX),
+        peak,
+    )
+}
+
+#[tokio::test]
+async fn cpu_and_memory_per_replica_come_from_the_collector_over_the_two_windows() {
+    const SERIES: &str = "series-web-similar.json";
+    let api = ApiServer::start("scenario-healthy.json", Vec::new()).await;
+    let (server, collector) = Collector::start(Some(approved())).await;
+    collector.serve_series(SERIES, |_| true);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = api.kubeconfig(dir.path());
+
+    let out = upid(&server, &apply_args(&kubeconfig, &["-o", "json"]))
+        .await
+        .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    let report = json_of(&out);
+    assert!(out.success, "{report:#}");
+    assert_eq!(report["verdict"], "healthy", "{report:#}");
+
+    // The numbers are the recorded points' means per replica.
+    let (old_m, old_b, old_peak) = per_replica(&recorded(SERIES, &OLD_PODS));
+    let (new_m, new_b, new_peak) = per_replica(&recorded(SERIES, &NEW_PODS));
+    let cpu = check(&report, "cpu_per_replica");
+    assert_eq!(cpu["outcome"], "pass", "{cpu}");
+    assert_eq!(
+        cpu["before"],
+        format!("{old_m:.0} millicores (18 samples from 3 containers)")
+    );
+    assert_eq!(
+        cpu["after"],
+        format!("{new_m:.0} millicores (18 samples from 3 containers)")
+    );
+    let before_cores = cpu["before_value"].as_f64().unwrap_or_default();
+    assert!((before_cores - old_m / 1000.0).abs() < 1e-9, "{cpu}");
+    let after_cores = cpu["after_value"].as_f64().unwrap_or_default();
+    assert!((after_cores - new_m / 1000.0).abs() < 1e-9, "{cpu}");
+    assert!(
+        cpu["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!(
+                "CPU per replica {:.3} → {:.3} cores",
+                old_m / 1000.0,
+                new_m / 1000.0
+            )),
+        "{cpu}"
+    );
+    let memory = check(&report, "memory_per_replica");
+    assert_eq!(memory["outcome"], "pass", "{memory}");
+    assert_eq!(memory["before_value"].as_f64(), Some(old_b as f64));
+    assert_eq!(memory["after_value"].as_f64(), Some(new_b as f64));
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1024.0 / 1024.0);
+    assert_eq!(
+        memory["before"],
+        format!(
+            "{} mean, {} peak (18 samples from 3 containers)",
+            mib(old_b),
+            mib(old_peak)
+        )
+    );
+    assert_eq!(
+        memory["after"],
+        format!(
+            "{} mean, {} peak (18 samples from 3 containers)",
+            mib(new_b),
+            mib(new_peak)
+        )
+    );
+
+    // Asked for: the old containers over the BEFORE window, then the new
+    // ones over the gate window, which starts after it, at a 1 s step.
+    let asked = collector.series_asked();
+    assert_eq!(asked.len(), 6, "{asked:#?}");
+    let ids = |a: &[v1::GetContainerSeriesRequest]| {
+        let mut ids: Vec<String> = a.iter().map(|r| r.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |pods: &[&str]| {
+        let mut ids: Vec<String> = pods.iter().map(|p| app_id(p)).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&asked[..3]), sorted(&OLD_PODS));
+    assert_eq!(ids(&asked[3..]), sorted(&NEW_PODS));
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.step_ns == 1_000_000_000 && r.start_unix_ns < r.end_unix_ns)
+    );
+    assert!(asked[..3].iter().all(
+        |r| (r.start_unix_ns, r.end_unix_ns) == (asked[0].start_unix_ns, asked[0].end_unix_ns)
+    ));
+    assert!(asked[3..].iter().all(
+        |r| (r.start_unix_ns, r.end_unix_ns) == (asked[3].start_unix_ns, asked[3].end_unix_ns)
+    ));
+    assert!(asked[0].end_unix_ns <= asked[3].start_unix_ns, "{asked:#?}");
+
+    // The gate's event says where the numbers came from.
+    let events = collector.events();
+    let gate = message_of(&events, "gate_passed");
+    assert!(
+        gate.contains(&format!(
+            "; before: {old_m:.0} millicores, {} (peak {}) per replica, 18 samples from 3 containers; after: {new_m:.0} millicores",
+            mib(old_b),
+            mib(old_peak)
+        )),
+        "{gate}"
+    );
+}
+
+#[tokio::test]
+async fn without_samples_for_the_new_pods_the_checks_say_which_nodes_and_the_verdict_stands() {
+    // The agents reported the old containers, not the new ones.
+    let api = ApiServer::start("scenario-healthy.json", Vec::new()).await;
+    let (server, collector) = Collector::start(Some(approved())).await;
+    collector.serve_series("series-web-similar.json", |pod| OLD_PODS.contains(&pod));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = api.kubeconfig(dir.path());
+    let out = upid(&server, &apply_args(&kubeconfig, &["-o", "json"]))
+        .await
+        .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    let report = json_of(&out);
+    assert!(out.success, "{report:#}");
+    assert_eq!(report["verdict"], "healthy", "{report:#}");
+    assert_eq!(report["rolled_back"], false);
+    for name in ["cpu_per_replica", "memory_per_replica"] {
+        let c = check(&report, name);
+        assert_eq!(c["outcome"], "skipped", "{c}");
+        assert!(
+            c["before"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("(18 samples from 3 containers)"),
+            "{c}"
+        );
+        assert_eq!(c["after"], "not measured");
+        let reason = c["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "not measured: after: no samples from the collector in the gate window ("
+            ),
+            "{reason}"
+        );
+        for pod in NEW_PODS {
+            assert!(
+                reason.contains(&format!("{} (pod {pod} on worker-", &app_id(pod)[..12])),
+                "{reason}"
+            );
+        }
+        assert!(
+            reason.ends_with("is upid-agent running on nodes worker-1, worker-2, worker-3?"),
+            "{reason}"
+        );
+    }
+    // The other checks judged as before.
+    assert_eq!(check(&report, "ready_replicas")["after"], "3/3 ready");
+    assert_eq!(check(&report, "restarts")["outcome"], "pass");
+}
+
+#[tokio::test]
+async fn memory_per_replica_doubled_is_degraded_and_rolled_back_on_request() {
+    const SERIES: &str = "series-web-memory-doubled.json";
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // By default a degraded update is kept, with a warning.
+    let api = ApiServer::start("scenario-healthy.json", Vec::new()).await;
+    let (server, collector) = Collector::start(Some(approved())).await;
+    collector.serve_series(SERIES, |_| true);
+    let kubeconfig = api.kubeconfig(dir.path());
+    let out = upid(&server, &apply_args(&kubeconfig, &["-o", "json"]))
+        .await
+        .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    let report = json_of(&out);
+    assert!(out.success, "a kept update exits zero: {report:#}");
+    assert_eq!(report["verdict"], "degraded", "{report:#}");
+    assert_eq!(report["rolled_back"], false);
+    let (_, old_b, _) = per_replica(&recorded(SERIES, &OLD_PODS));
+    let (_, new_b, _) = per_replica(&recorded(SERIES, &NEW_PODS));
+    assert!(
+        new_b > 2 * old_b - old_b / 20,
+        "the fixture doubles memory: {old_b} -> {new_b}"
+    );
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1024.0 / 1024.0);
+    let memory = check(&report, "memory_per_replica");
+    assert_eq!(memory["outcome"], "degraded", "{memory}");
+    assert_eq!(
+        memory["reason"],
+        format!(
+            "memory per replica went from {} to {}: more than 1.5x and at least 32.0 MiB more",
+            mib(old_b),
+            mib(new_b)
+        )
+    );
+    assert_eq!(check(&report, "cpu_per_replica")["outcome"], "pass");
+    assert_eq!(api.patches().len(), 1);
+    assert_eq!(
+        collector.kinds(),
+        [
+            "apply_started",
+            "before_recorded",
+            "template_patched",
+            "rollout_completed",
+            "gate_degraded",
+            "warning"
+        ]
+    );
+    let events = collector.events();
+    assert!(
+        message_of(&events, "gate_degraded")
+            .starts_with("degraded: memory_per_replica: memory per replica went from"),
+        "{events:#?}"
+    );
+
+    // --rollback-on-degraded rolls it back.
+    let api = ApiServer::start("scenario-healthy-then-rollback.json", Vec::new()).await;
+    let (server, collector) = Collector::start(Some(approved())).await;
+    collector.serve_series(SERIES, |_| true);
+    let kubeconfig = api.kubeconfig(dir.path());
+    let out = upid(
+        &server,
+        &apply_args(&kubeconfig, &["--rollback-on-degraded", "-o", "json"]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    let report = json_of(&out);
+    assert!(
+        !out.success,
+        "a rolled back update exits non-zero: {report:#}"
+    );
+    assert_eq!(report["verdict"], "degraded");
+    assert_eq!(report["rolled_back"], true);
+    assert_eq!(report["kubernetes"]["rollout_completed"], true);
+    let patches = api.patches();
+    assert_eq!(patches.len(), 2, "{patches:#?}");
+    let rollback: Value = serde_json::from_str(&patches[1].body).expect("JSON");
+    assert_eq!(
+        rollback["spec"],
+        json!({"template": {"spec": {"containers": [{"name": "app", "image": OLD_IMAGE}]}}})
+    );
+    let cause = rollback["metadata"]["annotations"]["kubernetes.io/change-cause"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        cause.ends_with(&format!("(gate degraded on {NEW_IMAGE})")),
+        "{cause}"
+    );
+    assert_eq!(
+        collector.kinds(),
+        [
+            "apply_started",
+            "before_recorded",
+            "template_patched",
+            "rollout_completed",
+            "gate_degraded",
+            "rollback_started",
+            "rolled_back"
+        ]
+    );
+    let events = collector.events();
+    assert!(message_of(&events, "gate_degraded").ends_with("; rolling back"));
+    assert!(
+        message_of(&events, "rolled_back").starts_with(&format!(
+            "deployment/web runs {OLD_IMAGE} again: deployment \"web\" successfully rolled out (revision 9, 3/3 ready"
+        )),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_daemonset_rolls_node_by_node_to_completion_and_passes_the_gate() {
+    const DAEMONSET: &str = "/apis/apps/v1/namespaces/shop/daemonsets/node-exporter";
+    const OLD: &str = "quay.io/prometheus/node-exporter:v1.8.1";
+    const NEW: &str = "quay.io/prometheus/node-exporter:v1.8.2";
+    let api = ApiServer::serve(
+        "daemonset-node-exporter.json",
+        DAEMONSET,
+        "scenario-daemonset.json",
+        Vec::new(),
+    )
+    .await;
+    let decision = v1::UpdateDecision {
+        namespace: NS.into(),
+        workload_kind: "DaemonSet".into(),
+        workload: "node-exporter".into(),
+        container: "node-exporter".into(),
+        current: OLD.into(),
+        candidate: Some(NEW.into()),
+        change: "patch".into(),
+        decision: "approve".into(),
+        reason: "v1.8.2 is a patch update from v1.8.1; the default policy approves patch updates."
+            .into(),
+        ..Default::default()
+    };
+    let (server, collector) = Collector::start(Some(decision)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = api.kubeconfig(dir.path());
+    let mut args = apply_args(&kubeconfig, &["-o", "json"]);
+    args[2] = "ds/node-exporter".into();
+    args.drain(3..5);
+    let out = upid(&server, &args)
+        .await
+        .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    let report = json_of(&out);
+    assert!(out.success, "{report:#}");
+    assert_eq!(report["verdict"], "healthy", "{report:#}");
+    assert_eq!(report["to_image"], NEW);
+    let k = &report["kubernetes"];
+    assert_eq!(k["target"], "shop/daemonset/node-exporter");
+    assert_eq!(k["rollout_completed"], true);
+    assert_eq!(
+        k["rollout"],
+        "daemon set \"node-exporter\" successfully rolled out"
+    );
+    assert_eq!(
+        (k["from_revision"].as_str(), k["to_revision"].as_str()),
+        (Some("generation 4"), Some("generation 5"))
+    );
+    assert_eq!(
+        k["old_pods"],
+        json!([
+            "node-exporter-4kq7d",
+            "node-exporter-9xw2m",
+            "node-exporter-t6h8p"
+        ])
+    );
+    assert_eq!(
+        k["new_pods"],
+        json!([
+            "node-exporter-b2n5r",
+            "node-exporter-j7c4v",
+            "node-exporter-z8f3k"
+        ])
+    );
+    assert_eq!(k["nodes"], json!(["worker-1", "worker-2", "worker-3"]));
+    assert_eq!(check(&report, "ready_replicas")["after"], "3/3 ready");
+    assert_eq!(check(&report, "health")["after"], "healthy");
+    assert_eq!(check(&report, "restarts")["outcome"], "pass");
+
+    // One PATCH of the DaemonSet's template; the rollout was followed
+    // through every recorded state (updated, then available, node by
+    // node) until complete.
+    let patches = api.patches();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].path, DAEMONSET);
+    let body: Value = serde_json::from_str(&patches[0].body).expect("JSON");
+    assert_eq!(
+        body["spec"],
+        json!({"template": {"spec": {"containers": [{"name": "node-exporter", "image": NEW}]}}})
+    );
+    let gets = api
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path == DAEMONSET)
+        .count();
+    assert!(
+        gets >= 2 + 8,
+        "{gets} GETs: the 8 recorded states were not all seen"
+    );
+    // Its pods are asked for by the selector alone (a DaemonSet's are
+    // told apart by owner), never through ReplicaSets.
+    let selectors: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.path == PODS)
+        .filter_map(|s| s.query.get("labelSelector").cloned())
+        .collect();
+    assert!(
+        selectors
+            .iter()
+            .all(|s| s == "app.kubernetes.io/name=node-exporter"),
+        "{selectors:?}"
+    );
+    assert!(api.seen().iter().all(|s| s.path != REPLICASETS));
+    assert_eq!(
+        collector.kinds(),
+        [
+            "apply_started",
+            "before_recorded",
+            "template_patched",
+            "rollout_completed",
+            "gate_passed"
+        ]
+    );
+    let events = collector.events();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.target == "shop/daemonset/node-exporter")
+    );
+    assert!(
+        message_of(&events, "rollout_completed").starts_with(
+            "daemon set \"node-exporter\" successfully rolled out (generation 5, after "
+        ),
+        "{events:#?}"
+    );
+    assert_eq!(events[0].container_ids.len(), 6);
 }

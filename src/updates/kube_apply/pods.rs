@@ -301,9 +301,10 @@ impl PodsObserver {
 
     /// The watched container of every pod seen, each runtime id once (a
     /// restarted container has a new one), with its pod and node: what the
-    /// collector is asked about for CPU and memory.
+    /// collector is asked about for CPU and memory. In pod name order.
     pub fn containers(&self) -> Vec<WatchedContainer> {
-        self.pods
+        let mut all: Vec<WatchedContainer> = self
+            .pods
             .values()
             .flat_map(|t| {
                 t.container_ids.iter().map(|id| WatchedContainer {
@@ -312,7 +313,9 @@ impl PodsObserver {
                     node: t.node.clone(),
                 })
             })
-            .collect()
+            .collect();
+        all.sort_by(|a, b| a.pod.cmp(&b.pod));
+        all
     }
 
     /// Nodes the pods ran on, each once.
