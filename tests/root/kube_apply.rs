@@ -25,8 +25,9 @@
 //!
 //! The collector side is a scripted `QueryService` (a fake, named as
 //! such), as `src/cli/scripted_collector.rs` does for the other commands:
-//! it answers `ListUpdates` with the decision a test sets and keeps what
-//! `RecordUpdateEvents` sends, for `ListUpdateEvents`. The real collector's
+//! it answers `ListUpdates` with the decision a test sets, keeps what
+//! `RecordUpdateEvents` sends, for `ListUpdateEvents`, and answers
+//! `GetContainerSeries` with recorded points per container id. The real collector's
 //! `ListUpdates`, `RecordUpdateEvents` and `ListUpdateEvents` run against
 //! the real binary in `tests/updates_e2e.rs` (crate upid-e2e, which links
 //! DuckDB; this crate does not).
@@ -38,7 +39,12 @@
 //! patch), junk answers and a failure after the patch (undone) give errors
 //! that name the request and never panic; the namespace from the context,
 //! Kubernetes flags refused on a Docker name; a StatefulSet followed by
-//! its revisions.
+//! its revisions; a DaemonSet followed node by node to completion. CPU
+//! and memory per replica come from the scripted collector's recorded
+//! `GetContainerSeries` points: about the same (healthy, numbers in the
+//! evidence), memory doubled (degraded; rolled back with
+//! `--rollback-on-degraded`), no samples (skipped, saying which containers
+//! on which nodes).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
