@@ -1081,12 +1081,18 @@ pub async fn apply(
     let end_unix_ns = now_unix_ns();
     let mut after = new_pods.window(new_image, elapsed_ms(changed_at), latest.desired_replicas());
     // CPU and memory per replica from the collector: asked for now, when
-    // the BEFORE window's samples have long been shipped.
+    // the BEFORE window's samples have long been shipped. The old pods'
+    // usage is history the collector already holds, so it is read back as
+    // far as the gate window is long (when that is longer than the BEFORE
+    // window), giving both sides of the comparison the same span without
+    // waiting longer before the change.
+    let lookback_ns = i64::try_from(options.before_window.max(options.gate_window).as_nanos())
+        .unwrap_or(i64::MAX);
     let before_usage = usage::measure(
         usage,
         &old_pods.containers(),
         "the BEFORE window",
-        before_start_unix_ns,
+        before_start_unix_ns.min(before_end_unix_ns.saturating_sub(lookback_ns)),
         before_end_unix_ns,
         options.min_resource_samples,
     )

@@ -1795,6 +1795,13 @@ async fn cpu_and_memory_per_replica_come_from_the_collector_over_the_two_windows
         |r| (r.start_unix_ns, r.end_unix_ns) == (asked[3].start_unix_ns, asked[3].end_unix_ns)
     ));
     assert!(asked[0].end_unix_ns <= asked[3].start_unix_ns, "{asked:#?}");
+    // The old pods' history is read back as far as the gate window is long
+    // (150 ms here) although the BEFORE window was 0 s: both sides of the
+    // comparison span the same time, and nobody waited for it.
+    assert!(
+        asked[0].end_unix_ns - asked[0].start_unix_ns >= 150_000_000,
+        "{asked:#?}"
+    );
 
     // The gate's event says where the numbers came from.
     let events = collector.events();
