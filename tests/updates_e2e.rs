@@ -10,12 +10,13 @@
 //! Skips loudly without a Docker Engine or `docker-registry` (CI installs
 //! it: `.ci/run`).
 
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use upid_e2e::harness::registry::{Registry, registry_available};
-use upid_e2e::harness::standalone;
+use upid_e2e::harness::{Collector, standalone};
 use upid_e2e::{bin, build_busybox_image_with, docker_available, run, skip_unless, wait_for};
 
 /// Deadline of each wait (a busy 2-core CI machine).
@@ -145,7 +146,8 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
     push("latest", healthy, "g2");
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let collector = standalone(&dir.path().join("upid.duckdb")).start();
+    let store = dir.path().join("upid.duckdb");
+    let collector = standalone(&store).start();
     let server = collector.url();
 
     let names = [
@@ -236,6 +238,10 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
         "{table}"
     );
 
+    // The same decisions as Parquet, from `upid export` and from the
+    // collector's periodic report (written again by a restart).
+    let (collector, server) = check_updates_parquet(collector, &store, &prefix, &decisions);
+
     // Apply the approved patch to `default`: recreated on 1.0.1, healthy.
     let target = format!("{prefix}default");
     let out = upid(
@@ -324,6 +330,159 @@ fn upid_updates_decides_for_running_containers_against_a_real_registry_and_appli
         "{rolled}"
     );
     drop(collector);
+}
+
+fn python_readers_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import duckdb, pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn unix_now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every file under `dir` (hidden ones too), relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The decisions `upid updates -o json` printed, as the Parquet `updates`
+/// table of the real `upid export` and of the collector's periodic report,
+/// read by DuckDB and pyarrow from PyPI (tests/python/read_updates.py).
+///
+/// The export asks for the last hour: its last day is today, which gets
+/// the decisions. The periodic report puts the decisions of its run into
+/// yesterday's partition (the last day of a daily run); the collector
+/// writes it at start, before its Docker inventory has been read on a
+/// fresh store, so it is restarted on the same store (whose inventory
+/// lists the same containers, and the registry is unchanged) and its
+/// report at start must hold the same decisions. Returns the restarted
+/// collector and its URL.
+fn check_updates_parquet(
+    collector: Collector,
+    store: &Path,
+    prefix: &str,
+    decisions: &Value,
+) -> (Collector, String) {
+    let server = collector.url();
+    if skip_unless(
+        python_readers_available(),
+        "python3 with duckdb and pyarrow is needed to read the updates Parquet \
+         (python3 -m pip install duckdb pyarrow); the updates table is not checked",
+    ) {
+        return (collector, server);
+    }
+    let dir = store.parent().expect("the store has a directory");
+    let export_dir = dir.join("export");
+    let export_from_s = unix_now_s();
+    let export_dir_arg = export_dir.to_str().expect("utf-8 path");
+    let out = upid(
+        &server,
+        &[
+            "export",
+            "--since",
+            "1h",
+            "--tables",
+            "updates",
+            "--out",
+            export_dir_arg,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "upid export failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = tree(&export_dir);
+    assert!(
+        files.len() == 1
+            && files[0].starts_with("updates/date=")
+            && files[0].ends_with("/part-0.parquet"),
+        "upid export --tables updates wrote {files:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("wrote 1 files ("),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The periodic report: a restart on the same store runs it at start.
+    collector.stop();
+    let restart_s = unix_now_s();
+    let collector = standalone(store).start();
+    collector.wait_for_metrics("the report run at start", WAIT, |m| {
+        m.value("upid_collector_report_failures_total", &[]) > 0.0
+            || m.value("upid_collector_report_last_success_timestamp_seconds", &[]) > 0.0
+    });
+    let m = collector.scrape();
+    assert_eq!(
+        m.value("upid_collector_report_failures_total", &[]),
+        0.0,
+        "a report failed:\n{}",
+        collector.proc.output()
+    );
+    assert!(
+        m.value("upid_collector_reports_written_total", &[]) >= 1.0,
+        "{}",
+        m.text
+    );
+
+    let ours: Vec<&Value> = decisions["decisions"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter(|x| s(&x["workload"]).starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expectations = dir.join("updates-expectations.json");
+    std::fs::write(
+        &expectations,
+        json!({
+            "prefix": prefix,
+            "decisions": ours,
+            "dirs": [
+                {"dir": export_dir, "date_offset_days": 0, "not_before_unix_s": export_from_s},
+                {"dir": dir.join("reports"), "date_offset_days": 1, "not_before_unix_s": restart_s},
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("writing {}: {e}", expectations.display()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/read_updates.py");
+    let read = Command::new("python3")
+        .arg(&script)
+        .arg(&expectations)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    let said = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success() && said.lines().last() == Some("ok"),
+        "the updates Parquet does not hold upid's decisions:\n{said}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    eprintln!("{said}");
+    let server = collector.url();
+    (collector, server)
 }
 
 fn s_contains(v: &Value, needle: &str) -> bool {
