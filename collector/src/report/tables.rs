@@ -236,11 +236,13 @@ pub enum ColumnType {
     Bool,
     /// TIMESTAMP WITH TIME ZONE (µs), given as Unix ns.
     Timestamp,
-    /// LIST of STRING, given as the items joined by [`LIST_SEPARATOR`].
+    /// LIST of STRING, given as each item preceded by [`LIST_SEPARATOR`]
+    /// (so an empty list, `[]`, and a list of one empty item, `[""]`,
+    /// stay apart).
     TextList,
 }
 
-/// Joins the items of a [`ColumnType::TextList`] value while staging.
+/// Precedes each item of a [`ColumnType::TextList`] value while staging.
 pub const LIST_SEPARATOR: char = '\u{1f}';
 
 impl ColumnType {
@@ -260,7 +262,7 @@ impl ColumnType {
             ColumnType::Timestamp => format!("{} AS {column}", ts_sql(column)),
             ColumnType::TextList => format!(
                 "CASE WHEN {column} IS NULL THEN NULL WHEN {column} = '' THEN []::VARCHAR[] \
-                 ELSE string_split({column}, chr({})) END AS {column}",
+                 ELSE string_split({column}, chr({}))[2:] END AS {column}",
                 LIST_SEPARATOR as u32
             ),
             _ => column.to_owned(),
@@ -321,8 +323,11 @@ fn ts(unix_ns: i64) -> Value {
 }
 
 fn list(items: &[String]) -> Value {
-    let sep = LIST_SEPARATOR.to_string();
-    Value::Text(items.join(&sep))
+    Value::Text(items.iter().fold(String::new(), |mut out, item| {
+        out.push(LIST_SEPARATOR);
+        out.push_str(item);
+        out
+    }))
 }
 
 /// A rightsizing recommendation and its evidence (never absent here).
@@ -516,5 +521,43 @@ mod tests {
             e,
             "unknown table \"usage\": use samples, containers, rightsizing, idle, cost, updates"
         );
+    }
+
+    #[test]
+    fn text_lists_keep_empty_items_and_empty_lists_apart() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("lists.parquet");
+        let columns: &[Column<Vec<String>>] = &[Column {
+            name: "l",
+            ty: ColumnType::TextList,
+            value: |r| list(r),
+        }];
+        let rows: Vec<Vec<String>> = [&[][..], &[""], &["a"], &["", "b"], &["a", "", "c"]]
+            .iter()
+            .map(|r| r.iter().map(|s| (*s).to_owned()).collect())
+            .collect();
+        super::super::writer::write_rows(columns, &rows, "", &file)?;
+        let conn = duckdb::Connection::open_in_memory()?;
+        let mut read = conn.prepare(&format!(
+            "SELECT len(l), array_to_string(list_transform(l, lambda x: '<' || x || '>'), ',') \
+             FROM read_parquet({})",
+            super::super::writer::sql_string(&file)
+        ))?;
+        let got: Vec<(i64, String)> = read
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let want: Vec<(i64, String)> = [
+            (0, ""),
+            (1, "<>"),
+            (1, "<a>"),
+            (2, "<>,<b>"),
+            (3, "<a>,<>,<c>"),
+        ]
+        .iter()
+        .map(|(n, s)| (*n, (*s).to_owned()))
+        .collect();
+        assert_eq!(got, want);
+        Ok(())
     }
 }
