@@ -69,7 +69,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::event::{UpdateEvent, UpdateEventKind, now_unix_ms};
+use super::event::{EventLog, UpdateEvent, UpdateEventKind};
 use super::gate::{self, GateVerdict, HealthStatus, Thresholds, Verdict, Window};
 use super::reference::ImageReference;
 use observe::{Observer, Until, is_not_found};
@@ -291,27 +291,6 @@ impl ApplyError {
     }
 }
 
-/// The events of one update.
-struct Log {
-    container: String,
-    from_image: String,
-    to_image: String,
-    events: Vec<UpdateEvent>,
-}
-
-impl Log {
-    fn push(&mut self, kind: UpdateEventKind, message: impl Into<String>) {
-        self.events.push(UpdateEvent {
-            ts_unix_ms: now_unix_ms(),
-            kind,
-            container: self.container.clone(),
-            from_image: self.from_image.clone(),
-            to_image: self.to_image.clone(),
-            message: message.into(),
-        });
-    }
-}
-
 /// The first 12 characters of an id (`sha256:` dropped), as Docker shows it.
 fn short(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
@@ -461,7 +440,7 @@ impl Swap {
     }
 
     /// Undoes after `step` failed; logs it; returns the state in words.
-    async fn abort(&mut self, step: &str, error: &DockerError, log: &mut Log) -> String {
+    async fn abort(&mut self, step: &str, error: &DockerError, log: &mut EventLog) -> String {
         let undo = self.undo().await;
         let state = self.state();
         let message = match undo {
@@ -480,9 +459,9 @@ async fn ensure_image(
     docker: &Docker,
     image: &str,
     pull: bool,
-    log: &mut Log,
+    log: &mut EventLog,
 ) -> Result<ImageInspect, ApplyError> {
-    let unavailable = |reason: String, log: &Log| ApplyError::ImageUnavailable {
+    let unavailable = |reason: String, log: &EventLog| ApplyError::ImageUnavailable {
         container: log.container.clone(),
         image: image.to_string(),
         reason,
@@ -649,12 +628,7 @@ pub async fn apply(
         }
     }
 
-    let mut log = Log {
-        container: name.clone(),
-        from_image: from_image.clone(),
-        to_image: new_image.to_string(),
-        events: Vec::new(),
-    };
+    let mut log = EventLog::new(name.clone(), from_image.clone(), new_image.to_string());
     log.push(
         UpdateEventKind::ApplyStarted,
         format!(
@@ -991,7 +965,7 @@ async fn keep_aside(
     old_id: &str,
     name: &str,
     aside: &str,
-    log: &mut Log,
+    log: &mut EventLog,
 ) {
     let policy = old
         .host_config

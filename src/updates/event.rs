@@ -117,6 +117,43 @@ pub(crate) fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The events of one update (Docker or Kubernetes), in the order they
+/// happened, each stamped with the update's target and images.
+pub(crate) struct EventLog {
+    /// The container (Docker) or `NAMESPACE/KIND/NAME` (Kubernetes).
+    pub(crate) container: String,
+    /// The image before the update.
+    pub(crate) from_image: String,
+    /// The image the update moves to.
+    pub(crate) to_image: String,
+    /// What happened so far.
+    pub(crate) events: Vec<UpdateEvent>,
+}
+
+impl EventLog {
+    /// A log with no events yet.
+    pub(crate) fn new(container: String, from_image: String, to_image: String) -> EventLog {
+        EventLog {
+            container,
+            from_image,
+            to_image,
+            events: Vec::new(),
+        }
+    }
+
+    /// Records one step, stamped now.
+    pub(crate) fn push(&mut self, kind: UpdateEventKind, message: impl Into<String>) {
+        self.events.push(UpdateEvent {
+            ts_unix_ms: now_unix_ms(),
+            kind,
+            container: self.container.clone(),
+            from_image: self.from_image.clone(),
+            to_image: self.to_image.clone(),
+            message: message.into(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::event::{UpdateEvent, UpdateEventKind, now_unix_ms};
+use super::event::{EventLog, UpdateEvent, UpdateEventKind};
 use super::gate::{
     self, CheckKind, GateVerdict, HealthStatus, Outcome, Thresholds, Verdict, Window,
 };
@@ -514,27 +514,6 @@ impl KubeApplyError {
     }
 }
 
-/// The events of one update.
-struct Log {
-    target: String,
-    from_image: String,
-    to_image: String,
-    events: Vec<UpdateEvent>,
-}
-
-impl Log {
-    fn push(&mut self, kind: UpdateEventKind, message: impl Into<String>) {
-        self.events.push(UpdateEvent {
-            ts_unix_ms: now_unix_ms(),
-            kind,
-            container: self.target.clone(),
-            from_image: self.from_image.clone(),
-            to_image: self.to_image.clone(),
-            message: message.into(),
-        });
-    }
-}
-
 /// The error for a failed request: 404 of the workload itself, 403, or
 /// any other.
 fn request_error(
@@ -729,7 +708,7 @@ struct Run<'a> {
     workload: &'a WorkloadRef,
     container: String,
     options: &'a KubeApplyOptions,
-    log: Log,
+    log: EventLog,
 }
 
 impl Run<'_> {
@@ -908,12 +887,7 @@ pub async fn apply(
         workload,
         container: container.to_string(),
         options,
-        log: Log {
-            target: workload.target(),
-            from_image: from_image.clone(),
-            to_image: new_image.to_string(),
-            events: Vec::new(),
-        },
+        log: EventLog::new(workload.target(), from_image.clone(), new_image.to_string()),
     };
     run.log.push(
         UpdateEventKind::ApplyStarted,
