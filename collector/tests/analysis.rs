@@ -17,6 +17,7 @@ use upid_collector::analysis::settings::{
 use upid_collector::store::Store;
 
 mod common;
+mod float_eq;
 use common::TempDir;
 
 const MIN_NS: i64 = 60_000_000_000;
@@ -645,63 +646,9 @@ fn cost_charges_max_of_request_and_usage_per_group_and_node_prices() {
 
 use upid_collector::store::UsageReadPath;
 
-/// Splits a Debug rendering into text and the floating-point numbers in it.
-fn tokens(s: &str) -> Vec<Result<f64, String>> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let starts_number = chars[i].is_ascii_digit()
-            || (chars[i] == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit));
-        let after_word = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
-        if starts_number && !after_word {
-            let mut j = i + 1;
-            while j < chars.len()
-                && (chars[j].is_ascii_digit()
-                    || chars[j] == '.'
-                    || chars[j] == 'e'
-                    || (chars[j] == '-' && chars[j - 1] == 'e'))
-            {
-                j += 1;
-            }
-            let number: String = chars[i..j].iter().collect();
-            if (number.contains('.') || number.contains('e'))
-                && let Ok(v) = number.parse::<f64>()
-            {
-                out.push(Err(std::mem::take(&mut text)));
-                out.push(Ok(v));
-                i = j;
-                continue;
-            }
-            text.push_str(&number);
-            i = j;
-            continue;
-        }
-        text.push(chars[i]);
-        i += 1;
-    }
-    out.push(Err(text));
-    out
-}
-
 /// `a` and `b` (Debug renderings) are equal, floats to 1e-9 relative.
 fn assert_same(what: &str, a: &str, b: &str) {
-    let (ta, tb) = (tokens(a), tokens(b));
-    let same = ta.len() == tb.len()
-        && ta.iter().zip(&tb).all(|(x, y)| match (x, y) {
-            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-3),
-            (Err(x), Err(y)) => x == y,
-            _ => false,
-        });
-    if !same {
-        let first = ta.iter().zip(&tb).position(|(x, y)| x != y).unwrap_or(0);
-        panic!(
-            "{what}: summary and usage rows differ near token {first}: {:?} vs {:?}\nsummary: {a}\nrows:    {b}",
-            ta.get(first),
-            tb.get(first)
-        );
-    }
+    float_eq::assert_nearly_same(what, ("summary", "rows"), a, b);
 }
 
 /// Every analysis the API offers, through `analyzer` at `at`: each

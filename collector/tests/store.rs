@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod float_eq;
+
 use upid::model;
 use upid::wire::v1::{
     Batch, CgroupIdentity, CgroupLayout, ContainerSample, CpuStats, Hello, IoStats, MemoryStats,
@@ -1464,51 +1466,8 @@ fn samples_roll_up_into_minutes_and_a_late_batch_recomputes_its_minute_once() {
 
 use upid_collector::store::{ActivityThresholds, SqlPrices, UsageReadPath, UsageScope};
 
-/// Splits a Debug rendering into text and floating-point numbers.
-fn float_tokens(s: &str) -> Vec<Result<f64, String>> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let after_word = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
-        if chars[i].is_ascii_digit() && !after_word {
-            let mut j = i + 1;
-            while j < chars.len()
-                && (chars[j].is_ascii_digit()
-                    || chars[j] == '.'
-                    || chars[j] == 'e'
-                    || (chars[j] == '-' && chars[j - 1] == 'e'))
-            {
-                j += 1;
-            }
-            let number: String = chars[i..j].iter().collect();
-            match number.parse::<f64>() {
-                Ok(v) if number.contains('.') || number.contains('e') => {
-                    out.push(Err(std::mem::take(&mut text)));
-                    out.push(Ok(v));
-                }
-                _ => text.push_str(&number),
-            }
-            i = j;
-            continue;
-        }
-        text.push(chars[i]);
-        i += 1;
-    }
-    out.push(Err(text));
-    out
-}
-
 fn assert_same_reads(what: &str, summary: String, rows: String) {
-    let (a, b) = (float_tokens(&summary), float_tokens(&rows));
-    let same = a.len() == b.len()
-        && a.iter().zip(&b).all(|(x, y)| match (x, y) {
-            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-3),
-            (Err(x), Err(y)) => x == y,
-            _ => false,
-        });
-    assert!(same, "{what}:\nsummary: {summary}\nrows:    {rows}");
+    float_eq::assert_nearly_same(what, ("summary", "rows   "), &summary, &rows);
 }
 
 /// Every analysis read of [from, until) from the summary and from the
