@@ -26,7 +26,9 @@ use upid_collector::store::{
 };
 
 mod common;
+mod float_eq;
 use common::TempDir;
+use float_eq::assert_nearly_same;
 
 const SEC: i64 = 1_000_000_000;
 const MIN: i64 = 60 * SEC;
@@ -320,54 +322,6 @@ fn summary_rows(path: &Path) -> Vec<String> {
     out
 }
 
-/// Splits a rendering into text and floating-point numbers.
-fn float_tokens(s: &str) -> Vec<Result<f64, String>> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let after_word = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
-        if chars[i].is_ascii_digit() && !after_word {
-            let mut j = i + 1;
-            while j < chars.len()
-                && (chars[j].is_ascii_digit()
-                    || chars[j] == '.'
-                    || chars[j] == 'e'
-                    || (chars[j] == '-' && chars[j - 1] == 'e'))
-            {
-                j += 1;
-            }
-            let number: String = chars[i..j].iter().collect();
-            match number.parse::<f64>() {
-                Ok(v) if number.contains('.') || number.contains('e') => {
-                    out.push(Err(std::mem::take(&mut text)));
-                    out.push(Ok(v));
-                }
-                _ => text.push_str(&number),
-            }
-            i = j;
-            continue;
-        }
-        text.push(chars[i]);
-        i += 1;
-    }
-    out.push(Err(text));
-    out
-}
-
-/// Equal but for the last bits of floating-point sums.
-fn assert_same(what: &str, a: &str, b: &str) {
-    let (x, y) = (float_tokens(a), float_tokens(b));
-    let same = x.len() == y.len()
-        && x.iter().zip(&y).all(|(p, q)| match (p, q) {
-            (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1e-3),
-            (Err(p), Err(q)) => p == q,
-            _ => false,
-        });
-    assert!(same, "{what}:\n{a}\n{b}");
-}
-
 /// The summary after retention equals the one a rebuild from `usage`
 /// gives: wipe it, let opening rebuild it, compare.
 fn assert_summary_is_a_rebuild(path: &Path) {
@@ -382,7 +336,7 @@ fn assert_summary_is_a_rebuild(path: &Path) {
     let rebuilt = summary_rows(path);
     assert_eq!(kept.len(), rebuilt.len(), "summary rows");
     for (a, b) in kept.iter().zip(&rebuilt) {
-        assert_same("summary row kept vs rebuilt", a, b);
+        assert_nearly_same("summary row kept vs rebuilt", ("kept", "rebuilt"), a, b);
     }
 }
 
@@ -435,7 +389,7 @@ fn assert_reads_agree(store: &Store, from: i64, until: i64) {
         .into_iter()
         .zip(s.iter().zip(&r))
     {
-        assert_same(what, a, b);
+        assert_nearly_same(what, ("summary", "rows"), a, b);
     }
 }
 
@@ -860,10 +814,20 @@ fn over_budget_the_oldest_days_go_samples_first_until_under_it() {
     let dir = TempDir::new("retention-budget");
     let path = dir.path("upid.duckdb");
     drop(Store::open(&path).expect("create store"));
-    // Twelve days of 1-minute usage of 100 pods in one file: the import
-    // stores rows in time order, so each day fills its own row groups and
-    // dropping the oldest day frees space.
-    import_history(&dir, &path, "twelve-days", 100, D0 - 12 * DAY, D0, MIN);
+    // Twelve days of 1-minute usage of 100 pods, imported a day at a time
+    // (as daily exports would be), so each day fills its own row groups.
+    for day in 1..=12 {
+        let from = D0 - day * DAY;
+        import_history(
+            &dir,
+            &path,
+            &format!("day-{day}"),
+            100,
+            from,
+            from + DAY,
+            MIN,
+        );
+    }
     let x: Vec<String> = ["a", "b", "c", "d", "f"]
         .into_iter()
         .map(docker_id)
