@@ -575,10 +575,18 @@ fn v2_reader_reads_everything_and_resets_the_peak() {
     assert_eq!(stats, v2_expected(647_548_928, PeakSource::KernelReset));
     assert_eq!(skips.malformed_count(), 0);
 
-    // The kernel's per-fd peak since the reset; the reader resets it again.
+    // A task ran (the CPU counter moved) and reached a higher peak since
+    // the reset; the reader reads it and resets it again.
+    let cpu_stat = String::from_utf8_lossy(fixture!("v2/cpu.stat"))
+        .replace("usage_usec 8123456789", "usage_usec 8123456790");
+    fs::write(dir.join("cpu.stat"), cpu_stat).expect("write");
     fs::write(dir.join("memory.peak"), b"812453888\n").expect("write");
     let stats = reader.read(&mut buf, &mut skips).expect("reads");
-    assert_eq!(stats, v2_expected(812_453_888, PeakSource::KernelReset));
+    let mut want = v2_expected(812_453_888, PeakSource::KernelReset);
+    if let Some(cpu) = &mut want.cpu {
+        cpu.usage_ns += 1_000;
+    }
+    assert_eq!(stats, want);
     let peak_after = fs::read(dir.join("memory.peak")).expect("read");
     assert!(
         peak_after.starts_with(b"0\n"),
@@ -867,12 +875,126 @@ fn v1_reader_with_split_cpu_and_cpuacct() {
     assert_eq!(stats, v1_expected(202_551_296, PeakSource::KernelReset));
     assert_eq!(skips.malformed_count(), 0);
 
+    // A task ran (the CPU counter moved) and reached a higher peak.
+    let cpuacct = dirs.get("cpuacct").expect("cpuacct dir");
+    fs::write(cpuacct.join("cpuacct.usage"), b"184170880363\n").expect("write");
     fs::write(mem.join("memory.max_usage_in_bytes"), b"1888702464\n").expect("write");
     let stats = reader.read(&mut buf, &mut skips).expect("reads");
-    assert_eq!(stats, v1_expected(1_888_702_464, PeakSource::KernelReset));
+    let mut want = v1_expected(1_888_702_464, PeakSource::KernelReset);
+    if let Some(cpu) = &mut want.cpu {
+        cpu.usage_ns += 1;
+    }
+    assert_eq!(stats, want);
     let after = fs::read(mem.join("memory.max_usage_in_bytes")).expect("read");
     assert!(after.starts_with(b"0\n"), "reset written: {after:?}");
     assert_eq!(reader.first_pid(&mut buf), Some(11_504));
+}
+
+/// Partial reads ([`upid_agent::cgroup::cadence`]) skip the files that
+/// cannot have changed when no task ran, and every change shows up within
+/// one cycle of full reads.
+#[test]
+fn v1_partial_reads_carry_over_only_what_cannot_have_changed() {
+    use upid_agent::cgroup::cadence::{FULL_READ_EVERY, FullReads};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (h, dirs) = v1_host(tmp.path(), false);
+    let d = |c: &str| dirs.get(c).cloned().expect("dir");
+    let mut reader = CgroupReader::new(&h, V1_PATH, &ReaderOptions::default());
+    let (mut buf, mut skips) = (Vec::new(), Skips::default());
+    let first = reader.read(&mut buf, &mut skips).expect("reads");
+    assert_eq!(first, v1_expected(202_551_296, PeakSource::KernelReset));
+
+    // Files that only running tasks move change while the CPU counter and
+    // the memory usage stand still (impossible on a real kernel, which is
+    // what lets a partial read skip them): a partial read does not see it.
+    let new_bytes = "254:0 Read 900000000\n254:0 Write 61440\nTotal 900061440\n";
+    fs::write(
+        d("blkio").join("blkio.throttle.io_service_bytes_recursive"),
+        new_bytes,
+    )
+    .expect("write");
+    fs::write(d("pids").join("pids.current"), b"1\n").expect("write");
+    fs::write(
+        d("memory").join("memory.oom_control"),
+        b"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+    )
+    .expect("write");
+    fs::write(d("pids").join("pids.max"), b"40\n").expect("write");
+    let mut schedule = FullReads::new(V1_PATH);
+    assert!(schedule.next_is_full(), "the first read was full");
+    let second_full = schedule.next_is_full();
+    let second = reader.read(&mut buf, &mut skips).expect("reads");
+    if second_full {
+        assert_eq!(
+            second.pids.map(|p| (p.current, p.limit)),
+            Some((1, Some(40)))
+        );
+    } else {
+        assert_eq!(second, first, "nothing ran: carried over");
+    }
+
+    // A task ran: IO, the task count and (the count dropped) the OOM
+    // counter are read again; settings wait for the next full read.
+    fs::write(d("cpuacct").join("cpuacct.usage"), b"184170880400\n").expect("write");
+    let third_full = schedule.next_is_full();
+    let ran = reader.read(&mut buf, &mut skips).expect("reads");
+    let io = ran.io.expect("io");
+    assert_eq!((io.read_bytes, io.read_ops), (900_000_000, 3893));
+    let pids = ran.pids.expect("pids");
+    assert_eq!(pids.current, 1);
+    assert_eq!(ran.memory.as_ref().map(|m| m.oom_kills), Some(3));
+    assert_eq!(ran.cpu.as_ref().map(|c| c.usage_ns), Some(184_170_880_400));
+    let settings_read = second_full || third_full;
+    assert_eq!(pids.limit, Some(if settings_read { 40 } else { 20 }));
+
+    // Within one cycle a full read re-reads the settings too.
+    let mut last = ran;
+    for _ in 0..FULL_READ_EVERY {
+        last = reader.read(&mut buf, &mut skips).expect("reads");
+    }
+    assert_eq!(last.pids.map(|p| p.limit), Some(Some(40)));
+    assert_eq!(skips.malformed_count(), 0);
+}
+
+/// On v2 a partial read carries IO, the task count and memory over while
+/// `usage_usec` stands still, and never carries over a moved counter.
+#[test]
+fn v2_partial_reads_follow_the_cpu_counter() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (h, dir) = v2_host(tmp.path());
+    let mut reader = CgroupReader::new(&h, CONTAINER, &ReaderOptions::default());
+    let (mut buf, mut skips) = (Vec::new(), Skips::default());
+    use upid_agent::cgroup::cadence::FullReads;
+    reader.read(&mut buf, &mut skips).expect("reads");
+    fs::write(dir.join("pids.current"), b"3\n").expect("write");
+    fs::write(
+        dir.join("memory.events"),
+        b"low 0\nhigh 0\nmax 9\noom 4\noom_kill 4\n",
+    )
+    .expect("write");
+    // Reclaim from outside lowers the usage without any task running: the
+    // memory statistics are read again, the OOM counter is not.
+    fs::write(dir.join("memory.current"), b"600000000\n").expect("write");
+    let mut schedule = FullReads::new(&dir.to_string_lossy());
+    assert!(schedule.next_is_full(), "the first read was full");
+    let second_full = schedule.next_is_full();
+    let reclaimed = reader.read(&mut buf, &mut skips).expect("reads");
+    let memory = reclaimed.memory.as_ref().expect("memory");
+    assert_eq!(memory.usage_bytes, 600_000_000);
+    assert_eq!(memory.working_set_bytes, 600_000_000 - 402_653_184);
+    let (pids, kills) = if second_full { (3, 4) } else { (7, 2) };
+    assert_eq!(reclaimed.pids.map(|p| p.current), Some(pids));
+    assert_eq!(
+        memory.oom_kills, kills,
+        "no task ran: carried over unless full"
+    );
+    let cpu_stat = String::from_utf8_lossy(fixture!("v2/cpu.stat"))
+        .replace("usage_usec 8123456789", "usage_usec 8123456999");
+    fs::write(dir.join("cpu.stat"), cpu_stat).expect("write");
+    let ran = reader.read(&mut buf, &mut skips).expect("reads");
+    assert_eq!(ran.pids.map(|p| p.current), Some(3));
+    assert_eq!(ran.memory.as_ref().map(|m| m.oom_kills), Some(4));
+    assert_eq!(skips.malformed_count(), 0);
 }
 
 #[test]

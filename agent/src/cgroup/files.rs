@@ -102,23 +102,17 @@ enum State {
     Absent,
 }
 
-/// How many reads of a settings file (limits, quota, weight) are served
-/// from the last real read before the kernel file is read again: every
-/// 6th tick, one minute at the default 10 s interval. Settings change
-/// rarely (`docker update`, a resized pod) and reading them every tick
-/// costs as much as the counters.
-pub const SETTINGS_REFRESH_READS: u32 = 6;
-
 /// One cgroup file, opened lazily and kept open between reads.
 #[derive(Debug)]
 pub struct CgroupFile {
     path: PathBuf,
     access: Access,
     state: State,
-    /// Re-read the kernel file only every this many reads (1 = always).
-    refresh_every: u32,
-    /// The last real read's bytes and how many reads it has served since.
-    cached: Option<(Vec<u8>, u32)>,
+    /// A settings file: reads are served from `cached` until
+    /// [`CgroupFile::expire`].
+    settings: bool,
+    /// A settings file's last bytes read from the kernel, while fresh.
+    cached: Option<Vec<u8>>,
 }
 
 fn is_gone_errno(e: &io::Error) -> bool {
@@ -144,20 +138,28 @@ impl CgroupFile {
             path: dir.join(name),
             access,
             state: State::Closed,
-            refresh_every: 1,
+            settings: false,
             cached: None,
         }
     }
 
-    /// A settings file (a limit, quota or weight) that is read from the
-    /// kernel only every [`SETTINGS_REFRESH_READS`] reads; the reads in
-    /// between return the last bytes read. A change shows up at most that
-    /// many ticks late; a counter must never be read this way.
+    /// A settings file (a limit, quota or weight): read from the kernel on
+    /// the first read and on the first read after [`CgroupFile::expire`];
+    /// the reads in between return the last bytes read. The readers expire
+    /// settings on each full read ([`super::cadence`]), so a change shows up
+    /// at most [`super::cadence::FULL_READ_EVERY`] ticks late. A counter must
+    /// never be read this way.
     pub fn settings(dir: &Path, name: &str) -> Self {
         CgroupFile {
-            refresh_every: SETTINGS_REFRESH_READS,
+            settings: true,
             ..Self::new(dir, name)
         }
+    }
+
+    /// Makes the next read of a settings file go to the kernel (no effect on
+    /// a counter file, which always does).
+    pub fn expire(&mut self) {
+        self.cached = None;
     }
 
     /// The file's path.
@@ -234,26 +236,17 @@ impl CgroupFile {
     /// every cgroup counter file); a full `buf` is grown and read on until
     /// `pread` returns 0 bytes.
     pub fn read<'b>(&mut self, buf: &'b mut Vec<u8>) -> Result<Option<&'b [u8]>, FileError> {
-        if self.refresh_every <= 1 {
+        if !self.settings {
             return self.read_inner(buf, false);
         }
-        if let Some((bytes, served)) = &mut self.cached
-            && *served + 1 < self.refresh_every
-        {
-            *served += 1;
+        if let Some(bytes) = &self.cached {
             buf.clear();
             buf.extend_from_slice(bytes);
             return Ok(Some(buf.as_slice()));
         }
         let read = self.read_inner(buf, false)?;
-        match read {
-            Some(bytes) => {
-                let cache = self.cached.get_or_insert_with(|| (Vec::new(), 0));
-                cache.0.clear();
-                cache.0.extend_from_slice(bytes);
-                cache.1 = 0;
-            }
-            None => self.cached = None,
+        if let Some(bytes) = read {
+            self.cached = Some(bytes.to_vec());
         }
         Ok(read)
     }
@@ -442,28 +435,31 @@ pub fn part<T>(outcome: Result<Option<T>, Stop>) -> Result<Option<T>, ReadError>
 mod tests {
 
     #[test]
-    fn settings_files_are_reread_every_nth_read_only() {
+    fn settings_files_are_reread_only_after_expiry() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("memory.max"), "100\n").expect("write");
         let mut f = CgroupFile::settings(dir.path(), "memory.max");
         let mut buf = Vec::new();
         assert_eq!(f.read(&mut buf).expect("read"), Some(&b"100\n"[..]));
         std::fs::write(dir.path().join("memory.max"), "200\n").expect("write");
-        for _ in 1..SETTINGS_REFRESH_READS {
+        for _ in 0..10 {
             assert_eq!(
                 f.read(&mut buf).expect("read"),
                 Some(&b"100\n"[..]),
                 "served from the last read"
             );
         }
+        f.expire();
         assert_eq!(
             f.read(&mut buf).expect("read"),
             Some(&b"200\n"[..]),
-            "re-read on the Nth read"
+            "re-read after expiry"
         );
+        std::fs::write(dir.path().join("memory.max"), "250\n").expect("write");
+        assert_eq!(f.read(&mut buf).expect("read"), Some(&b"200\n"[..]));
         // Counters are never cached.
         let mut counter = CgroupFile::new(dir.path(), "memory.max");
-        assert_eq!(counter.read(&mut buf).expect("read"), Some(&b"200\n"[..]));
+        assert_eq!(counter.read(&mut buf).expect("read"), Some(&b"250\n"[..]));
         std::fs::write(dir.path().join("memory.max"), "300\n").expect("write");
         assert_eq!(counter.read(&mut buf).expect("read"), Some(&b"300\n"[..]));
     }

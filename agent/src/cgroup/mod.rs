@@ -1,14 +1,15 @@
 //! Everything about cgroups: where the hierarchies are mounted
 //! ([`mountinfo`]), which cgroups are containers ([`discover`], [`identity`]),
 //! and reading their counters ([`reader`], with the v1 and v2 specifics in
-//! [`v1`] and [`v2`], the file formats in [`parse`], and open-file reuse in
-//! [`files`]).
+//! [`v1`] and [`v2`], the file formats in [`parse`], open-file reuse in
+//! [`files`], and which reads are full in [`cadence`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use upid::model::CgroupLayout;
 
+pub mod cadence;
 pub mod discover;
 pub mod files;
 pub mod identity;

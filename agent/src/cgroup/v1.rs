@@ -7,19 +7,34 @@
 //! just lacks that part; it has vanished only when its directory in the
 //! primary hierarchy ([`Hierarchies::primary`]) is gone.
 //!
-//! Files per tick: `cpuacct.usage`, `cpuacct.stat`, `cpu.stat`,
-//! `cpu.cfs_quota_us`, `cpu.cfs_period_us`, `cpu.shares`,
-//! `memory.usage_in_bytes`, `memory.stat`, `memory.limit_in_bytes`,
-//! `memory.max_usage_in_bytes` (read + reset), `memory.oom_control`,
-//! `blkio.throttle.io_service_bytes[_recursive]`,
+//! Files of a full read ([`super::cadence`]): `cpuacct.usage`,
+//! `cpuacct.stat`, `cpu.stat`, `cpu.cfs_quota_us`, `cpu.cfs_period_us`,
+//! `cpu.shares`, `memory.usage_in_bytes`, `memory.stat`,
+//! `memory.limit_in_bytes`, `memory.max_usage_in_bytes` (read + reset),
+//! `memory.oom_control`, `blkio.throttle.io_service_bytes[_recursive]`,
 //! `blkio.throttle.io_serviced[_recursive]`, `pids.current`, `pids.max`, and
 //! on hybrid hosts `{cpu,memory,io}.pressure`.
+//!
+//! A partial read (five of every six) always reads `cpuacct.usage`,
+//! `memory.usage_in_bytes` and the PSI files, and takes the rest from the
+//! previous read where it cannot have changed:
+//! - `cpuacct.usage` unchanged (no task ran): CPU, block IO, task count and
+//!   OOM kills are carried over, and with `memory.usage_in_bytes` unchanged
+//!   too, all of memory (the peak is then the usage: nothing was charged).
+//! - no CFS quota: `cpu.stat` is carried over (throttling needs a quota).
+//! - `io_service_bytes` unchanged: `io_serviced` is carried over.
+//! - `pids.current` did not drop: `memory.oom_control` is carried over (a
+//!   kill ends a task).
+//!
+//! Settings (quota, period, shares, memory and pids limits) are read from
+//! the kernel on full reads only.
 
 use std::path::{Path, PathBuf};
 
 use upid::model::{CgroupStats, CpuStats, IoStats, MemoryStats, PeakSource};
 
 use super::Hierarchies;
+use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran};
 use super::files::{Access, CgroupFile, Stop, part, read_parsed};
 use super::parse::{
     self, cfs_millicores, parse_blkio, parse_cpuacct_stat, parse_flat_keys, parse_single_i64,
@@ -76,6 +91,9 @@ pub struct V1Reader {
     pids: Option<PidsFiles>,
     psi: Option<PsiFiles>,
     procs: Option<CgroupFile>,
+    full_reads: FullReads,
+    /// The previous read's result, for partial reads to carry over.
+    last: Option<CgroupStats>,
 }
 
 impl V1Reader {
@@ -132,41 +150,94 @@ impl V1Reader {
             pids,
             psi,
             procs,
+            full_reads: FullReads::new(cgroup_path),
+            last: None,
         }
     }
 
-    /// Reads every controller; a malformed file drops its part (counted in
-    /// `skips`); `Err(ReadError::Vanished)` when the cgroup's primary
-    /// directory is gone.
+    /// Makes the settings files read from the kernel on the next read.
+    fn expire_settings(&mut self) {
+        if let Some(cpu) = &mut self.cpu {
+            cpu.quota.expire();
+            cpu.period.expire();
+            cpu.shares.expire();
+        }
+        if let Some(m) = &mut self.memory {
+            m.limit.expire();
+        }
+        if let Some(p) = &mut self.pids {
+            p.expire_settings();
+        }
+    }
+
+    /// Reads every controller, fully or partially ([`super::cadence`]); a
+    /// malformed file drops its part (counted in `skips`);
+    /// `Err(ReadError::Vanished)` when the cgroup's primary directory is
+    /// gone.
     pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
+        let last = if self.full_reads.next_is_full() {
+            self.expire_settings();
+            self.last = None;
+            None
+        } else {
+            self.last.take()
+        };
+        let last = last.as_ref();
         let primary = self.primary.as_deref();
+        let last_cpu = last.and_then(|l| l.cpu.as_ref());
         let cpu = match &mut self.cpuacct {
-            Some(acct) => part(read_cpu(acct, self.cpu.as_mut(), buf, skips, primary))?,
+            Some(acct) => part(read_cpu(
+                acct,
+                self.cpu.as_mut(),
+                buf,
+                skips,
+                primary,
+                last_cpu,
+            ))?,
             None => None,
         };
+        let ran = task_ran(cpu.as_ref(), last_cpu);
+        let last_pids = last.and_then(|l| l.pids);
+        let pids = match (&mut self.pids, last_pids) {
+            (Some(_), Some(before)) if !ran => Some(before),
+            (Some(p), _) => part(p.read(buf, skips, primary))?,
+            (None, _) => None,
+        };
         let memory = match &mut self.memory {
-            Some(m) => part(read_memory(m, buf, skips, primary))?,
+            Some(m) => {
+                let carry = MemoryCarry {
+                    last: last.and_then(|l| l.memory.as_ref()),
+                    ran,
+                    task_ended: task_ended(pids, last_pids),
+                };
+                part(read_memory(m, buf, skips, primary, carry))?
+            }
             None => None,
         };
         let io = match &mut self.blkio {
-            Some(b) => part(read_blkio(b, buf, skips, primary))?,
-            None => None,
-        };
-        let pids = match &mut self.pids {
-            Some(p) => part(p.read(buf, skips, primary))?,
+            Some(b) => part(read_blkio(
+                b,
+                buf,
+                skips,
+                primary,
+                last.and_then(|l| l.io),
+                ran,
+            ))?,
             None => None,
         };
         let pressure = match &mut self.psi {
             Some(p) => p.read(buf, skips, primary)?,
             None => None,
         };
-        Ok(CgroupStats {
+        let stats = CgroupStats {
             cpu,
             memory,
             io,
             pids,
             pressure,
-        })
+        };
+        self.last = Some(stats.clone());
+        Ok(stats)
     }
 
     /// First pid in the primary hierarchy's `cgroup.procs`; `None` if empty
@@ -182,11 +253,18 @@ fn read_cpu(
     buf: &mut Vec<u8>,
     skips: &mut Skips,
     primary: Option<&Path>,
+    last: Option<&CpuStats>,
 ) -> Result<Option<CpuStats>, Stop> {
     let Some(usage_ns) = read_parsed(&mut acct.usage, buf, skips, primary, parse_single_u64)?
     else {
         return Ok(None);
     };
+    if let Some(last) = last
+        && last.usage_ns == usage_ns
+    {
+        // No task ran: nothing else here can have moved.
+        return Ok(Some(last.clone()));
+    }
     let user_system = read_parsed(&mut acct.stat, buf, skips, primary, parse_cpuacct_stat)?;
     let mut cpu = CpuStats {
         usage_ns,
@@ -197,17 +275,9 @@ fn read_cpu(
     let Some(ctl) = ctl else {
         return Ok(Some(cpu));
     };
-    if let Some([periods, throttled, throttled_ns]) =
-        read_parsed(&mut ctl.stat, buf, skips, primary, |b| {
-            parse_flat_keys(b, &["nr_periods", "nr_throttled", "throttled_time"])
-        })?
-    {
-        cpu.periods = periods.unwrap_or(0);
-        cpu.throttled_periods = throttled.unwrap_or(0);
-        cpu.throttled_ns = throttled_ns.unwrap_or(0);
-    }
-    let quota_us = read_parsed(&mut ctl.quota, buf, skips, primary, parse_single_i64)?;
-    if let Some(quota_us) = quota_us.filter(|q| *q >= 0) {
+    let quota_us =
+        read_parsed(&mut ctl.quota, buf, skips, primary, parse_single_i64)?.filter(|q| *q >= 0);
+    if let Some(quota_us) = quota_us {
         // The period only matters under a quota: skip reading it otherwise.
         if let Some(period_us) =
             read_parsed(&mut ctl.period, buf, skips, primary, parse_single_u64)?
@@ -221,6 +291,25 @@ fn read_cpu(
             }
         }
     }
+    match last {
+        // Throttling needs a quota: without one the counters stand still.
+        Some(last) if quota_us.is_none() => {
+            cpu.periods = last.periods;
+            cpu.throttled_periods = last.throttled_periods;
+            cpu.throttled_ns = last.throttled_ns;
+        }
+        _ => {
+            if let Some([periods, throttled, throttled_ns]) =
+                read_parsed(&mut ctl.stat, buf, skips, primary, |b| {
+                    parse_flat_keys(b, &["nr_periods", "nr_throttled", "throttled_time"])
+                })?
+            {
+                cpu.periods = periods.unwrap_or(0);
+                cpu.throttled_periods = throttled.unwrap_or(0);
+                cpu.throttled_ns = throttled_ns.unwrap_or(0);
+            }
+        }
+    }
     cpu.shares = read_parsed(&mut ctl.shares, buf, skips, primary, parse_single_u64)?;
     Ok(Some(cpu))
 }
@@ -230,11 +319,15 @@ fn read_memory(
     buf: &mut Vec<u8>,
     skips: &mut Skips,
     primary: Option<&Path>,
+    carry: MemoryCarry<'_>,
 ) -> Result<Option<MemoryStats>, Stop> {
     let Some(usage_bytes) = read_parsed(&mut m.usage, buf, skips, primary, parse_single_u64)?
     else {
         return Ok(None);
     };
+    if let Some(unchanged) = carry.unchanged(usage_bytes) {
+        return Ok(Some(unchanged));
+    }
     let Some((required, total_swap)) = read_parsed(&mut m.stat, buf, skips, primary, |b| {
         let [rss, cache, inactive_file, swap] = parse_flat_keys(
             b,
@@ -261,11 +354,14 @@ fn read_memory(
     let [rss_bytes, cache_bytes, inactive_file] = required;
     let limit_bytes =
         read_parsed(&mut m.limit, buf, skips, primary, parse_v1_limit_bytes)?.flatten();
-    let oom_kills = read_parsed(&mut m.oom_control, buf, skips, primary, |b| {
-        parse_flat_keys(b, &["oom_kill"])
-    })?
-    .and_then(|[k]| k)
-    .unwrap_or(0);
+    let oom_kills = match carry.oom_kills() {
+        Some(kills) => kills,
+        None => read_parsed(&mut m.oom_control, buf, skips, primary, |b| {
+            parse_flat_keys(b, &["oom_kill"])
+        })?
+        .and_then(|[k]| k)
+        .unwrap_or(0),
+    };
     let swap_bytes = match total_swap {
         Some(s) => Some(s),
         // No `total_swap` in memory.stat: derive from memsw where present.
@@ -325,22 +421,41 @@ fn read_blkio_file(
     read_parsed(plain, buf, skips, primary, parse_blkio)
 }
 
+/// Block IO; `last` is the previous read's (`None` on full reads) and `ran`
+/// says whether a task ran since: IO is counted when a task submits it.
 fn read_blkio(
     b: &mut Blkio,
     buf: &mut Vec<u8>,
     skips: &mut Skips,
     primary: Option<&Path>,
+    last: Option<IoStats>,
+    ran: bool,
 ) -> Result<Option<IoStats>, Stop> {
+    if let Some(last) = last
+        && !ran
+    {
+        return Ok(Some(last));
+    }
     let Some(bytes) = read_blkio_file(&mut b.bytes_recursive, &mut b.bytes, buf, skips, primary)?
     else {
         return Ok(None);
     };
-    let ops =
-        read_blkio_file(&mut b.ops_recursive, &mut b.ops, buf, skips, primary)?.unwrap_or_default();
+    let (read_ops, write_ops) = match last {
+        // No byte moved: no operation either, but for a cache flush, which
+        // the next full read counts.
+        Some(last) if last.read_bytes == bytes.read && last.write_bytes == bytes.write => {
+            (last.read_ops, last.write_ops)
+        }
+        _ => {
+            let ops = read_blkio_file(&mut b.ops_recursive, &mut b.ops, buf, skips, primary)?
+                .unwrap_or_default();
+            (ops.read, ops.write)
+        }
+    };
     Ok(Some(IoStats {
         read_bytes: bytes.read,
         write_bytes: bytes.write,
-        read_ops: ops.read,
-        write_ops: ops.write,
+        read_ops,
+        write_ops,
     }))
 }

@@ -3,16 +3,25 @@
 //! both) and PSI ([`PsiFiles`], which hybrid hosts read from the unified
 //! mount).
 //!
-//! Files per tick: `cpu.stat`, `cpu.max`, `cpu.weight`, `memory.current`,
-//! `memory.stat`, `memory.max`, `memory.swap.current`, `memory.events`,
-//! `memory.peak` (read + reset), `io.stat`, `pids.current`, `pids.max`,
-//! `{cpu,memory,io}.pressure`. Files a kernel or configuration lacks are
-//! remembered as absent after the first tick and cost nothing afterwards.
+//! Files of a full read ([`super::cadence`]): `cpu.stat`, `cpu.max`,
+//! `cpu.weight`, `memory.current`, `memory.stat`, `memory.max`,
+//! `memory.swap.current`, `memory.events`, `memory.peak` (read + reset),
+//! `io.stat`, `pids.current`, `pids.max`, `{cpu,memory,io}.pressure`. Files a
+//! kernel or configuration lacks are remembered as absent after the first
+//! tick and cost nothing afterwards.
+//!
+//! A partial read always reads `cpu.stat`, `memory.current` and the PSI
+//! files. When `usage_usec` did not move (no task ran), `io.stat`,
+//! `pids.current` and `memory.events` are carried over from the previous
+//! read, and with `memory.current` unchanged too, all of memory.
+//! `memory.events` is also carried over while `pids.current` does not drop.
+//! Settings are read from the kernel on full reads only.
 
 use std::path::{Path, PathBuf};
 
 use upid::model::{CgroupStats, CpuStats, IoStats, MemoryStats, PeakSource, PidsStats, Pressure};
 
+use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran};
 use super::files::{Access, CgroupFile, FileError, Stop, part, read_parsed};
 use super::parse::{
     self, parse_cpu_max, parse_cpu_weight_as_shares, parse_flat_keys, parse_io_stat, parse_limit,
@@ -125,6 +134,11 @@ impl PidsFiles {
         let limit = read_parsed(&mut self.max, buf, skips, primary_dir, parse_limit)?.flatten();
         Ok(Some(PidsStats { current, limit }))
     }
+
+    /// Makes `pids.max` read from the kernel on the next read.
+    pub fn expire_settings(&mut self) {
+        self.max.expire();
+    }
 }
 
 /// `cpu.pressure`, `memory.pressure`, `io.pressure` of one cgroup on the
@@ -202,6 +216,9 @@ pub struct V2Reader {
     pids: PidsFiles,
     psi: PsiFiles,
     procs: CgroupFile,
+    full_reads: FullReads,
+    /// The previous read's result, for partial reads to carry over.
+    last: Option<CgroupStats>,
 }
 
 impl V2Reader {
@@ -225,6 +242,8 @@ impl V2Reader {
             pids: PidsFiles::new(&dir),
             psi: PsiFiles::new(&dir),
             procs: CgroupFile::new(&dir, "cgroup.procs"),
+            full_reads: FullReads::new(&dir.to_string_lossy()),
+            last: None,
             dir,
         }
     }
@@ -234,16 +253,52 @@ impl V2Reader {
         &self.dir
     }
 
-    /// Reads every controller; a malformed file drops its part (counted in
-    /// `skips`); `Err(ReadError::Vanished)` when the cgroup is gone.
+    /// Reads every controller, fully or partially ([`super::cadence`]); a
+    /// malformed file drops its part (counted in `skips`);
+    /// `Err(ReadError::Vanished)` when the cgroup is gone.
     pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
-        Ok(CgroupStats {
-            cpu: part(self.read_cpu(buf, skips))?,
-            memory: part(self.read_memory(buf, skips))?,
-            io: part(self.read_io(buf, skips))?,
-            pids: part(self.pids.read(buf, skips, Some(&self.dir)))?,
+        let last = if self.full_reads.next_is_full() {
+            for settings in [
+                &mut self.cpu_max,
+                &mut self.cpu_weight,
+                &mut self.memory_max,
+            ] {
+                settings.expire();
+            }
+            self.pids.expire_settings();
+            self.last = None;
+            None
+        } else {
+            self.last.take()
+        };
+        let last = last.as_ref();
+        let cpu = part(self.read_cpu(buf, skips))?;
+        let ran = task_ran(cpu.as_ref(), last.and_then(|l| l.cpu.as_ref()));
+        let last_pids = last.and_then(|l| l.pids);
+        let pids = match last_pids {
+            Some(before) if !ran => Some(before),
+            _ => part(self.pids.read(buf, skips, Some(&self.dir)))?,
+        };
+        let carry = MemoryCarry {
+            last: last.and_then(|l| l.memory.as_ref()),
+            ran,
+            task_ended: task_ended(pids, last_pids),
+        };
+        let memory = part(self.read_memory(buf, skips, carry))?;
+        let io = match last.and_then(|l| l.io) {
+            // IO is counted when a task submits it.
+            Some(before) if !ran => Some(before),
+            _ => part(self.read_io(buf, skips))?,
+        };
+        let stats = CgroupStats {
+            cpu,
+            memory,
+            io,
+            pids,
             pressure: self.psi.read(buf, skips, Some(&self.dir))?,
-        })
+        };
+        self.last = Some(stats.clone());
+        Ok(stats)
     }
 
     fn read_cpu(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<Option<CpuStats>, Stop> {
@@ -295,6 +350,7 @@ impl V2Reader {
         &mut self,
         buf: &mut Vec<u8>,
         skips: &mut Skips,
+        carry: MemoryCarry<'_>,
     ) -> Result<Option<MemoryStats>, Stop> {
         let dir = Some(self.dir.as_path());
         let Some(usage_bytes) =
@@ -302,6 +358,9 @@ impl V2Reader {
         else {
             return Ok(None);
         };
+        if let Some(unchanged) = carry.unchanged(usage_bytes) {
+            return Ok(Some(unchanged));
+        }
         let Some([anon, file, inactive_file]) =
             read_parsed(&mut self.memory_stat, buf, skips, dir, |b| {
                 parse_required_keys(b, &["anon", "file", "inactive_file"])
@@ -312,11 +371,14 @@ impl V2Reader {
         let limit_bytes =
             read_parsed(&mut self.memory_max, buf, skips, dir, parse_limit)?.flatten();
         let swap_bytes = read_parsed(&mut self.memory_swap, buf, skips, dir, parse_single_u64)?;
-        let oom_kills = read_parsed(&mut self.memory_events, buf, skips, dir, |b| {
-            parse_flat_keys(b, &["oom_kill"])
-        })?
-        .and_then(|[k]| k)
-        .unwrap_or(0);
+        let oom_kills = match carry.oom_kills() {
+            Some(kills) => kills,
+            None => read_parsed(&mut self.memory_events, buf, skips, dir, |b| {
+                parse_flat_keys(b, &["oom_kill"])
+            })?
+            .and_then(|[k]| k)
+            .unwrap_or(0),
+        };
 
         let (peak_bytes, peak_source) = self.read_peak(usage_bytes, buf, skips)?;
         Ok(Some(MemoryStats {
