@@ -22,7 +22,7 @@ use upid_agent::sampler::{Sampler, SamplerConfig};
 
 use crate::agent_proc::{self, AgentProcess, ProcessReport};
 use crate::agent_tick::{self, TickConfig, TickReport};
-use crate::cgroups::{self, BenchCgroups, Mounts};
+use crate::cgroups::{self, BenchCgroups, Load, Mounts};
 use crate::exporter::{Exporter, ExporterReport};
 use crate::file_costs::{self, FileCost};
 use crate::interrupt::Interrupt;
@@ -90,6 +90,15 @@ pub struct AgentArgs {
     /// systemd-managed cgroups are on hybrid hosts.
     #[arg(long)]
     pub v1_only: bool,
+    /// What runs in each cgroup: `idle` (a `sleep`) or `busy` (wakes every
+    /// second, runs and allocates, so every tick sees its CPU and memory
+    /// counters move).
+    #[arg(long, value_enum, default_value_t = Load::Idle)]
+    pub load: Load,
+    /// Pause before each in-process tick. Longer than the busy load's 1 s
+    /// period, so every busy container ran between two ticks.
+    #[arg(long, default_value = "1200ms", value_parser = humantime::parse_duration)]
+    pub tick_gap: Duration,
 }
 
 /// Everything one `upid-bench agent` run measured.
@@ -151,7 +160,7 @@ pub fn run(args: &AgentArgs, interrupt: &Interrupt) -> anyhow::Result<AgentBench
         args.containers,
         list(mounts.all())
     );
-    let mut cgroups = BenchCgroups::create(&mounts, args.containers, interrupt)?;
+    let mut cgroups = BenchCgroups::create(&mounts, args.containers, args.load, interrupt)?;
     for (mount, why) in cgroups.skipped() {
         eprintln!("left out {}: {why}", mount.display());
     }
@@ -164,6 +173,7 @@ pub fn run(args: &AgentArgs, interrupt: &Interrupt) -> anyhow::Result<AgentBench
         warmup: args.warmup,
         ticks: args.ticks,
         expect_containers: args.containers,
+        gap: args.tick_gap,
     };
     let tick = agent_tick::run(&mut sampler, &globs, BENCH_PREFIX, tick_config, interrupt)?;
     // Close the sampler's files before the agent process runs.
@@ -289,8 +299,9 @@ impl AgentBenchReport {
         line(format!("upid-bench agent  {}", self.date));
         line(format!("machine: {}", self.machine.summary()));
         line(format!(
-            "cgroups: {} × {} hierarchies ({}){}",
+            "cgroups: {} {} × {} hierarchies ({}){}",
             self.args.containers,
+            self.args.load.name(),
             self.hierarchies.len(),
             list(self.hierarchies.iter().map(PathBuf::as_path)),
             self.skipped
@@ -421,6 +432,9 @@ impl AgentBenchReport {
             "machine": self.machine.to_json(),
             "config": {
                 "containers": self.args.containers,
+                "load": self.args.load.name(),
+                "tick_gap_s": self.args.tick_gap.as_secs_f64(),
+                "v1_only": self.args.v1_only,
                 "ticks": self.args.ticks,
                 "warmup": self.args.warmup,
                 "duration_s": self.args.duration.as_secs_f64(),

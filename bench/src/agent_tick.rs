@@ -28,6 +28,9 @@ pub struct TickConfig {
     /// The fewest benchmark containers a snapshot must hold for the result
     /// to mean anything.
     pub expect_containers: usize,
+    /// Pause before each tick, so a `busy` load runs between ticks (and
+    /// caches cool a little, as between a real agent's ticks).
+    pub gap: std::time::Duration,
 }
 
 /// What the tick benchmark measured.
@@ -78,6 +81,7 @@ pub fn run(
     let mut clock = ThreadCpuClock::for_current_thread()?;
     for i in 0..config.warmup {
         interrupt.check()?;
+        std::thread::sleep(config.gap);
         let snapshot = sampler
             .sample()
             .with_context(|| format!("warm-up tick {i}"))?;
@@ -94,6 +98,7 @@ pub fn run(
     let mut vanished = 0;
     for i in 0..config.ticks {
         interrupt.check()?;
+        std::thread::sleep(config.gap);
         let cpu_before = clock.now_ns()?;
         let wall_before = Instant::now();
         let snapshot = sampler.sample();

@@ -1,5 +1,7 @@
 //! Real cgroups for the benchmarks: `upid-bench/docker-<id>.scope` in every hierarchy
-//! the sampler reads, each holding one real process (`sleep`).
+//! the sampler reads, each holding one real process: `sleep` for an idle
+//! container, or this binary's hidden `busy-child` for a container that
+//! runs and touches memory every second ([`Load`]).
 //!
 //! [`BenchCgroups`] is a guard: dropping it (normal return, error, panic,
 //! or Ctrl-C turned into an error by [`crate::interrupt`]) kills its
@@ -37,6 +39,57 @@ pub const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "blkio", "pid
 
 /// How long to wait for a cgroup to empty or to become removable.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What runs in each benchmark cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Load {
+    /// One `sleep` per cgroup: nothing runs between ticks, as in an idle or
+    /// abandoned container.
+    Idle,
+    /// One `upid-bench busy-child` per cgroup: wakes every second, runs
+    /// briefly and allocates and frees 1 MiB, so its CPU counter and memory
+    /// usage move in every tick, as in a serving container.
+    Busy,
+}
+
+impl Load {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Idle => "idle",
+            Load::Busy => "busy",
+        }
+    }
+
+    fn command(self) -> anyhow::Result<Command> {
+        Ok(match self {
+            Load::Idle => {
+                let mut c = Command::new("sleep");
+                c.arg("100000");
+                c
+            }
+            Load::Busy => {
+                let exe = std::env::current_exe()
+                    .context("finding this binary to run `busy-child` in the cgroups")?;
+                let mut c = Command::new(exe);
+                c.arg("busy-child");
+                c
+            }
+        })
+    }
+}
+
+/// The `busy-child` process ([`Load::Busy`]): every second, allocate and
+/// touch 1 MiB (charging it to the cgroup), then free it. Runs until killed.
+pub fn busy_child() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        // Above malloc's mmap threshold: the pages are faulted in (charged)
+        // here and returned to the kernel by the drop.
+        let touched = vec![1u8; 1 << 20];
+        std::hint::black_box(&touched);
+    }
+}
 
 /// Where the benchmark creates cgroups on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +158,14 @@ pub struct BenchCgroups {
 impl BenchCgroups {
     /// Creates `count` cgroups `upid-bench/docker-<id>.scope` in every hierarchy of
     /// `mounts` (the cgroup2 mount only if it is writable), each with one
-    /// `sleep` process in it. Whatever was created is removed again if this
-    /// fails.
-    pub fn create(mounts: &Mounts, count: usize, interrupt: &Interrupt) -> anyhow::Result<Self> {
+    /// process running `load` in it. Whatever was created is removed again
+    /// if this fails.
+    pub fn create(
+        mounts: &Mounts,
+        count: usize,
+        load: Load,
+        interrupt: &Interrupt,
+    ) -> anyhow::Result<Self> {
         if mounts.v1.is_empty() && mounts.unified.is_none() {
             bail!(
                 "no cgroup hierarchy to create benchmark cgroups in (is /sys/fs/cgroup mounted?)"
@@ -151,8 +209,8 @@ impl BenchCgroups {
             // agent identifies each as a container (and, as for real ones,
             // does not walk below it) without needing the glob.
             let name = container_cgroup_name(i);
-            let child = Command::new("sleep")
-                .arg("100000")
+            let child = load
+                .command()?
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -160,7 +218,9 @@ impl BenchCgroups {
                 // benchmark, which then tears everything down in order.
                 .process_group(0)
                 .spawn()
-                .context("spawning `sleep 100000` (coreutils) for a benchmark cgroup")?;
+                .with_context(|| {
+                    format!("spawning the {} load for a benchmark cgroup", load.name())
+                })?;
             let pid = child.id();
             cgroups.children.push(child);
             cgroups.names.push(name.clone());

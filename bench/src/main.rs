@@ -9,13 +9,19 @@
 mod agent;
 mod agent_proc;
 mod agent_tick;
+#[cfg(feature = "store")]
 mod analysis;
 mod cgroups;
 mod child;
+#[cfg(feature = "store")]
 mod collector;
+#[cfg(feature = "store")]
 mod collector_load;
+#[cfg(feature = "store")]
 mod collector_proc;
+#[cfg(feature = "store")]
 mod collector_prom;
+#[cfg(feature = "store")]
 mod collector_sim;
 mod exporter;
 mod file_costs;
@@ -24,6 +30,7 @@ mod machine;
 mod procstat;
 mod report;
 mod stats;
+#[cfg(feature = "store")]
 mod updates;
 
 use std::process::ExitCode;
@@ -47,20 +54,30 @@ enum Command {
     /// Issue #2: agent CPU per container per tick, CPU share and memory,
     /// with real cgroups, compared with prometheus-node-exporter.
     Agent(agent::AgentArgs),
+    #[cfg(feature = "store")]
     /// Issue #3: collector ingest rate, ack latency and bytes per stored
     /// value, with simulated agents against a real `upid-collector serve`,
     /// compared with Prometheus's TSDB.
     Collector(collector::CollectorArgs),
+    #[cfg(feature = "store")]
     /// Issue #5: rightsizing, idle detection and cost over 2,000 containers
     /// with 14 days of 1-minute usage, in process.
     Analysis(analysis::AnalysisArgs),
+    #[cfg(feature = "store")]
     /// Issue #6: update decisions for 1,000 images with 200 tags each,
     /// CPU time, registry excluded.
     Updates(updates::UpdatesArgs),
+    /// The process `agent --load busy` runs in each benchmark cgroup.
+    #[command(hide = true)]
+    BusyChild,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::BusyChild) {
+        // Before the Ctrl-C handler: a load process needs none.
+        cgroups::busy_child();
+    }
     let interrupt = match Interrupt::install() {
         Ok(interrupt) => interrupt,
         Err(e) => {
@@ -69,6 +86,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
+        Command::BusyChild => Ok(()),
         Command::Agent(args) => agent::run(args, &interrupt).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
@@ -77,6 +95,7 @@ fn main() -> ExitCode {
                 print!("{}", report.summary());
             }
         }),
+        #[cfg(feature = "store")]
         Command::Analysis(args) => analysis::run(args).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
@@ -85,6 +104,7 @@ fn main() -> ExitCode {
                 print!("{}", report.summary());
             }
         }),
+        #[cfg(feature = "store")]
         Command::Updates(args) => updates::run(args).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
@@ -93,6 +113,7 @@ fn main() -> ExitCode {
                 print!("{}", report.summary());
             }
         }),
+        #[cfg(feature = "store")]
         Command::Collector(args) => collector::run(args, &interrupt).map(|report| {
             if args.json {
                 eprint!("{}", report.summary());
