@@ -22,6 +22,8 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
+
+use crate::api::unzstd::Unzstd;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use upid::wire::v1::agent_service_server::AgentServiceServer;
@@ -324,10 +326,15 @@ pub async fn run(
     let rollup_task = tokio::spawn(run_rollups(rollup, ROLLUP_EVERY, stop_rx.clone()));
     let max = settings.max_message_bytes;
     let agent_service = InterceptedService::new(
-        AgentServiceServer::new(agent_api.clone())
-            .accept_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(max),
+        // Batches come zstd-compressed; the answers (Welcome, Acks) are a
+        // few bytes and go out plain: tonic makes a new zstd context for
+        // every message it compresses, which cost more than the ack.
+        Unzstd::new(
+            AgentServiceServer::new(agent_api.clone())
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max),
+            max,
+        ),
         Authenticator::new(tokens.clone(), Role::Agent, metrics.auth_failures.clone()),
     );
     let query_service = InterceptedService::new(

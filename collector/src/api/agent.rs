@@ -2,8 +2,10 @@
 //! only after COMMIT.
 //!
 //! Per stream, a reader task takes the agent's messages (Hello first, then
-//! Batches), checks them, applies the per-agent rate limit and hands each
-//! batch to the store writer without waiting for it, so up to
+//! Batches), checks them, applies the per-agent rate limit, prepares each
+//! batch for the store (checked and put into columns on this task, see
+//! [`PreparedBatch`]) and queues it for the writer in arrival order without
+//! waiting for it, so up to
 //! [`AgentApiConfig::max_in_flight`] batches of one agent are stored
 //! together (group commit). An acker task answers them strictly in the
 //! order they arrived: `Ack{seq}` is cumulative, so it is sent only once
@@ -20,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use upid::wire::v1::agent_message::Msg as AgentMsg;
@@ -31,7 +32,7 @@ use upid::wire::v1::{Ack, AgentMessage, Batch, CollectorMessage, Hello, Welcome}
 use super::ConnectedAgents;
 use crate::auth::Principal;
 use crate::metrics::Metrics;
-use crate::store::{IngestOutcome, WriterError, WriterHandle};
+use crate::store::{IngestOutcome, PendingBatch, PreparedBatch, WriterError, WriterHandle};
 
 /// How agent streams are handled.
 #[derive(Debug, Clone)]
@@ -138,7 +139,7 @@ enum Item {
     Stored {
         seq: u64,
         received: Instant,
-        task: JoinHandle<Result<IngestOutcome, WriterError>>,
+        pending: PendingBatch,
     },
     /// End the stream with this status once everything before is answered.
     End(Status),
@@ -274,13 +275,20 @@ async fn read_batches(
         }
         record_spool(shared, &batch);
         let seq = batch.seq;
-        let writer = shared.writer.clone();
-        let task = tokio::spawn(async move { writer.submit(batch).await });
+        // Checked and turned into columns here, off the writer thread, and
+        // queued in arrival order.
+        let pending = match shared.writer.enqueue(PreparedBatch::new(batch)).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                let _ = items.send(Item::End(writer_status(&e))).await;
+                return;
+            }
+        };
         if items
             .send(Item::Stored {
                 seq,
                 received,
-                task,
+                pending,
             })
             .await
             .is_err()
@@ -333,14 +341,9 @@ async fn ack_in_order(
             Item::Stored {
                 seq,
                 received,
-                task,
+                pending,
             } => {
-                let outcome = match task.await {
-                    Ok(outcome) => outcome,
-                    Err(join) => Err(WriterError::Spawn(Arc::new(std::io::Error::other(
-                        join.to_string(),
-                    )))),
-                };
+                let outcome = pending.outcome().await;
                 match outcome {
                     Ok(IngestOutcome::Rejected(reason)) => {
                         // Never storable: ack past it so the agent does not

@@ -2,12 +2,15 @@
 //!
 //! - [`agent`]: `upid.v1.AgentService`, the agents' ingest streams.
 //! - [`query`]: `upid.v1.QueryService` over the store's [`Reader`](crate::store::Reader).
+//! - [`unzstd`]: decompresses the agents' zstd messages with one context
+//!   per stream, in front of `AgentService`.
 //!
 //! [`ServerFacts`] and [`ConnectedAgents`] are what the ingest side knows
 //! that the query side reports (who is connected, TLS, auth).
 
 pub mod agent;
 pub mod query;
+pub mod unzstd;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -23,17 +23,19 @@ use std::collections::HashSet;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use duckdb::arrow::array::{
+    Array, ArrayRef, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
+use duckdb::arrow::compute::concat;
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, params};
-use upid::wire::v1::{
-    Batch, CgroupIdentity, ContainerSample, Hello, NetworkSample, NodeSample, Snapshot,
-};
+use upid::wire::v1::{Batch, CgroupIdentity, Hello, NetworkSample, NodeSample, Snapshot};
 
 use super::dims::{
     AgentRow, ContainerChange, ContainerIdentity, ContainerState, DimChanges, Dims, NodeRow,
 };
+use super::prepare::{PreparedBatch, SampleFold};
 use super::schema::names;
 use super::{Store, StoreError, unix_now_ns};
 
@@ -112,14 +114,38 @@ pub enum RejectReason {
     },
 }
 
-/// The parts of a batch validation guarantees.
+/// The parts of a prepared batch validation guarantees.
 struct Valid<'a> {
+    prepared: &'a PreparedBatch,
     batch: &'a Batch,
     snapshot: &'a Snapshot,
     node: &'a NodeSample,
 }
 
-fn validate(batch: &Batch) -> Result<Valid<'_>, RejectReason> {
+impl<'a> Valid<'a> {
+    /// The parts of `prepared`, or why it cannot be stored.
+    fn of(prepared: &'a PreparedBatch) -> Result<Valid<'a>, RejectReason> {
+        prepared.verdict.clone()?;
+        let batch = &prepared.batch;
+        let snapshot = batch
+            .snapshot
+            .as_ref()
+            .ok_or(RejectReason::MissingSnapshot)?;
+        let node = snapshot
+            .node
+            .as_ref()
+            .ok_or(RejectReason::MissingNodeSample)?;
+        Ok(Valid {
+            prepared,
+            batch,
+            snapshot,
+            node,
+        })
+    }
+}
+
+/// Checks what storing `batch` needs (its container samples included).
+pub(crate) fn validate(batch: &Batch) -> Result<(), RejectReason> {
     if batch.agent_id.is_empty() {
         return Err(RejectReason::EmptyAgentId);
     }
@@ -161,11 +187,7 @@ fn validate(batch: &Batch) -> Result<Valid<'_>, RejectReason> {
             });
         }
     }
-    Ok(Valid {
-        batch,
-        snapshot,
-        node,
-    })
+    Ok(())
 }
 
 /// The key of a container in `containers`: its full id when it has one, else
@@ -201,17 +223,31 @@ impl Store {
         batches: &[Batch],
         received_unix_ns: i64,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let prepared: Vec<PreparedBatch> =
+            batches.iter().cloned().map(PreparedBatch::new).collect();
+        self.ingest_prepared_at(&prepared, received_unix_ns)
+    }
+
+    /// [`Store::ingest_at`] for batches already prepared (what the writer
+    /// thread runs: the preparation happened on the threads that received
+    /// the batches).
+    pub fn ingest_prepared_at(
+        &mut self,
+        batches: &[PreparedBatch],
+        received_unix_ns: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut accepted = Vec::new();
         let mut in_slice: HashSet<(&str, u64)> = HashSet::new();
-        for batch in batches {
-            let valid = match validate(batch) {
+        for prepared in batches {
+            let valid = match Valid::of(prepared) {
                 Ok(v) => v,
                 Err(reason) => {
                     outcomes.push(IngestOutcome::Rejected(reason));
                     continue;
                 }
             };
+            let batch = valid.batch;
             if !in_slice.insert((batch.agent_id.as_str(), batch.seq)) {
                 outcomes.push(IngestOutcome::Duplicate);
                 continue;
@@ -393,14 +429,19 @@ fn append_all(
     };
     let mut ledger = appender("batches")?;
     let mut nodes = appender("node_samples")?;
-    let rows = |f: fn(&Snapshot) -> usize| accepted.iter().map(|(_, v)| f(v.snapshot)).sum();
-    let mut containers = ContainerColumns::with_capacity(rows(|s| s.containers.len()));
-    let mut networks = NetworkColumns::with_capacity(rows(|s| s.networks.len()));
+    let container_rows: usize = accepted.iter().map(|(_, v)| v.prepared.samples.len()).sum();
+    let network_rows: usize = accepted
+        .iter()
+        .map(|(_, v)| v.snapshot.networks.len())
+        .sum();
+    let mut sks = UInt32Builder::with_capacity(container_rows);
+    let mut networks = NetworkColumns::with_capacity(network_rows);
     let mut counts = Vec::with_capacity(accepted.len());
 
     for (_, v) in accepted {
         let b = v.batch;
         let tick = v.node.timestamp_unix_ns;
+        let samples = &v.prepared.samples;
         ledger
             .append_row(params![
                 b.agent_id,
@@ -408,7 +449,7 @@ fn append_all(
                 received_unix_ns,
                 b.node_name,
                 tick,
-                u32::try_from(v.snapshot.containers.len()).unwrap_or(u32::MAX),
+                u32::try_from(samples.len()).unwrap_or(u32::MAX),
                 u32::try_from(v.snapshot.networks.len()).unwrap_or(u32::MAX),
                 v.snapshot.malformed_skips,
                 v.snapshot.vanished,
@@ -421,22 +462,17 @@ fn append_all(
             table: "node_samples",
             source,
         })?;
-        for c in &v.snapshot.containers {
-            // validate() rejected batches holding a sample without identity.
-            let Some(identity) = c.identity.as_ref() else {
-                continue;
-            };
-            let sk = fold_container(dims, changes, &b.node_name, tick, identity, c)?;
-            containers.push(sk, c);
+        for sample in samples {
+            sks.append_value(fold_container(dims, changes, &b.node_name, tick, sample)?);
         }
         for n in &v.snapshot.networks {
             networks.push(&b.node_name, tick, n);
         }
         fold_agent_and_node(dims, changes, v, received_unix_ns);
-        counts.push((v.snapshot.containers.len(), v.snapshot.networks.len()));
+        counts.push((samples.len(), v.snapshot.networks.len()));
     }
 
-    append_columns(conn, "container_samples", containers.finish())?;
+    append_columns(conn, "container_samples", container_columns(sks, accepted))?;
     append_columns(conn, "network_samples", networks.finish())?;
 
     // Explicit flushes: their errors (constraint violations, I/O) must fail
@@ -446,6 +482,45 @@ fn append_all(
             .map_err(|source| StoreError::Append { table, source })?;
     }
     Ok(counts)
+}
+
+/// The `container_samples` rows of the accepted batches as one record
+/// batch: the surrogate keys the writer assigned, then every prepared
+/// column, concatenated batch after batch. `None` when there are no rows.
+fn container_columns(
+    mut sks: UInt32Builder,
+    accepted: &[(usize, Valid<'_>)],
+) -> Result<Option<RecordBatch>, duckdb::arrow::error::ArrowError> {
+    let sks = sks.finish();
+    if sks.is_empty() {
+        return Ok(None);
+    }
+    let with_rows: Vec<&PreparedBatch> = accepted
+        .iter()
+        .map(|(_, v)| v.prepared)
+        .filter(|p| !p.samples.is_empty())
+        .collect();
+    let width = CONTAINER_SAMPLE_COLUMNS.len() - 1;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(CONTAINER_SAMPLE_COLUMNS.len());
+    columns.push(Arc::new(sks));
+    for i in 0..width {
+        let parts: Vec<&dyn Array> = with_rows
+            .iter()
+            .map(|p| p.columns.get(i).map(|c| c.as_ref()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                duckdb::arrow::error::ArrowError::SchemaError(format!(
+                    "a prepared batch lacks container_samples column {}",
+                    i + 1
+                ))
+            })?;
+        columns.push(if parts.len() == 1 {
+            Arc::clone(&with_rows[0].columns[i])
+        } else {
+            concat(&parts)?
+        });
+    }
+    record_batch(&CONTAINER_SAMPLE_COLUMNS, columns).map(Some)
 }
 
 fn append_node(app: &mut duckdb::Appender<'_>, n: &NodeSample) -> duckdb::Result<()> {
@@ -495,7 +570,7 @@ fn append_columns(
 
 /// Columns of `container_samples` in table order: the two keys, the
 /// `UBIGINT`s up to `memory_peak_bytes`, `memory_peak_source`, the
-/// `UBIGINT`s after it. [`ContainerColumns::finish`] checks the count.
+/// `UBIGINT`s after it (see `prepare`); [`record_batch`] checks the count.
 pub(crate) const CONTAINER_SAMPLE_COLUMNS: [&str; 32] = [
     "container_sk",
     "ts_unix_ns",
@@ -532,109 +607,9 @@ pub(crate) const CONTAINER_SAMPLE_COLUMNS: [&str; 32] = [
 ];
 
 /// `UBIGINT` columns before `memory_peak_source`.
-const HEAD_U64: usize = 15;
+pub(crate) const HEAD_U64: usize = 15;
 /// `UBIGINT` columns after `memory_peak_source`.
-const TAIL_U64: usize = 14;
-
-/// The `container_samples` rows of one ingest, column by column.
-struct ContainerColumns {
-    rows: usize,
-    sk: UInt32Builder,
-    ts: Int64Builder,
-    head: [UInt64Builder; HEAD_U64],
-    peak_source: StringBuilder,
-    tail: [UInt64Builder; TAIL_U64],
-}
-
-impl ContainerColumns {
-    fn with_capacity(rows: usize) -> ContainerColumns {
-        ContainerColumns {
-            rows: 0,
-            sk: UInt32Builder::with_capacity(rows),
-            ts: Int64Builder::with_capacity(rows),
-            head: std::array::from_fn(|_| UInt64Builder::with_capacity(rows)),
-            peak_source: StringBuilder::with_capacity(rows, rows * 12),
-            tail: std::array::from_fn(|_| UInt64Builder::with_capacity(rows)),
-        }
-    }
-
-    fn push(&mut self, sk: u32, c: &ContainerSample) {
-        let cpu = c.cpu.as_ref();
-        let mem = c.memory.as_ref();
-        let io = c.io.as_ref();
-        let pids = c.pids.as_ref();
-        let psi = c.pressure.as_ref();
-        let psi_cpu = psi.and_then(|p| p.cpu.as_ref());
-        let psi_mem = psi.and_then(|p| p.memory.as_ref());
-        let psi_io = psi.and_then(|p| p.io.as_ref());
-        self.rows += 1;
-        self.sk.append_value(sk);
-        self.ts.append_value(c.timestamp_unix_ns);
-        let head = [
-            cpu.map(|x| x.usage_ns),
-            cpu.and_then(|x| x.user_ns),
-            cpu.and_then(|x| x.system_ns),
-            cpu.map(|x| x.periods),
-            cpu.map(|x| x.throttled_periods),
-            cpu.map(|x| x.throttled_ns),
-            cpu.and_then(|x| x.limit_millicores),
-            cpu.and_then(|x| x.shares),
-            mem.map(|x| x.usage_bytes),
-            mem.map(|x| x.working_set_bytes),
-            mem.map(|x| x.rss_bytes),
-            mem.map(|x| x.cache_bytes),
-            mem.and_then(|x| x.swap_bytes),
-            mem.and_then(|x| x.limit_bytes),
-            mem.map(|x| x.peak_bytes),
-        ];
-        for (column, value) in self.head.iter_mut().zip(head) {
-            column.append_option(value);
-        }
-        self.peak_source
-            .append_option(mem.and_then(|x| names::peak_source(x.peak_source)));
-        let tail = [
-            mem.map(|x| x.oom_kills),
-            io.map(|x| x.read_bytes),
-            io.map(|x| x.write_bytes),
-            io.map(|x| x.read_ops),
-            io.map(|x| x.write_ops),
-            pids.map(|x| x.current),
-            pids.and_then(|x| x.limit),
-            psi_cpu.map(|s| s.some_total_us),
-            psi_cpu.and_then(|s| s.full_total_us),
-            psi_mem.map(|s| s.some_total_us),
-            psi_mem.and_then(|s| s.full_total_us),
-            psi_io.map(|s| s.some_total_us),
-            psi_io.and_then(|s| s.full_total_us),
-            c.netns_inode,
-        ];
-        for (column, value) in self.tail.iter_mut().zip(tail) {
-            column.append_option(value);
-        }
-    }
-
-    /// The record batch, `None` when empty.
-    fn finish(mut self) -> Result<Option<RecordBatch>, duckdb::arrow::error::ArrowError> {
-        if self.rows == 0 {
-            return Ok(None);
-        }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(CONTAINER_SAMPLE_COLUMNS.len());
-        columns.push(Arc::new(self.sk.finish()));
-        columns.push(Arc::new(self.ts.finish()));
-        columns.extend(
-            self.head
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
-        columns.push(Arc::new(self.peak_source.finish()));
-        columns.extend(
-            self.tail
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
-        record_batch(&CONTAINER_SAMPLE_COLUMNS, columns).map(Some)
-    }
-}
+pub(crate) const TAIL_U64: usize = 14;
 
 /// A record batch whose fields are named `names`, typed as `columns` are.
 fn record_batch(
@@ -755,11 +730,11 @@ fn fold_container(
     changes: &mut DimChanges,
     node_name: &str,
     tick_unix_ns: i64,
-    identity: &CgroupIdentity,
-    c: &ContainerSample,
+    sample: &SampleFold,
 ) -> Result<u32, StoreError> {
+    let identity = &sample.identity;
     let key = container_key(node_name, &identity.container_id, &identity.cgroup_path);
-    let ts = c.timestamp_unix_ns;
+    let ts = sample.timestamp_unix_ns;
     let change = match changes.containers.get_mut(&*key) {
         Some(change) => change,
         None => {
@@ -799,17 +774,17 @@ fn fold_container(
     // (replayed out of order) is stored but cannot be placed in the OOM sum.
     if ts >= state.last_seen_unix_ns {
         state.last_seen_unix_ns = ts;
-        state.cpu_limit_millicores = c.cpu.as_ref().and_then(|x| x.limit_millicores);
-        state.memory_limit_bytes = c.memory.as_ref().and_then(|x| x.limit_bytes);
-        if let Some(m) = c.memory.as_ref() {
+        state.cpu_limit_millicores = sample.cpu_limit_millicores;
+        state.memory_limit_bytes = sample.memory_limit_bytes;
+        if let Some(oom_kills) = sample.oom_kills {
             let increase = match state.oom_kills_last {
-                Some(last) if m.oom_kills >= last => m.oom_kills - last,
+                Some(last) if oom_kills >= last => oom_kills - last,
                 // First sample, or the counter reset: the new value is what
                 // accumulated since the cgroup was (re)created.
-                _ => m.oom_kills,
+                _ => oom_kills,
             };
             state.oom_kills_total = state.oom_kills_total.saturating_add(increase);
-            state.oom_kills_last = Some(m.oom_kills);
+            state.oom_kills_last = Some(oom_kills);
         }
         if !same_identity(&change.identity, node_name, identity) {
             // The container id is part of the key: it never changes.
@@ -911,6 +886,8 @@ fn fold_agent_and_node(
 
 #[cfg(test)]
 mod tests {
+    use upid::wire::v1::ContainerSample;
+
     use super::*;
 
     fn batch() -> Batch {

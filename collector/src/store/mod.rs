@@ -14,6 +14,7 @@ mod dims;
 mod ingest;
 mod inventory;
 mod inventory_read;
+mod prepare;
 mod query;
 pub mod retention;
 mod rollout_read;
@@ -39,6 +40,7 @@ pub use inventory::{
 pub use inventory_read::{
     DEFAULT_EVENT_LIMIT, EventFilter, InventoryRecord, MAX_EVENT_LIMIT, parse_workload_kind,
 };
+pub use prepare::PreparedBatch;
 pub use query::{
     ContainerDetail, ContainerInfo, GONE_AFTER_NS, MAX_SERIES_POINTS, MIN_ID_PREFIX, NodeInfo,
     QueryError, Rates, Reader, Series, StoredSample, TopEntry,
@@ -57,7 +59,7 @@ pub(crate) use usage_summary::refresh as refresh_usage_summary;
 pub use usage_summary::{
     DEFAULT_CPU_HALF_LIFE_S, HOUR_NS, MIN_CPU_HALF_LIFE_S, SummaryRepair, SummaryState,
 };
-pub use writer::{Writer, WriterConfig, WriterError, WriterHandle, WriterStats};
+pub use writer::{PendingBatch, Writer, WriterConfig, WriterError, WriterHandle, WriterStats};
 
 /// What went wrong opening or writing the store. Every variant names what
 /// failed; query-side errors are [`QueryError`].

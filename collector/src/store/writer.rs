@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use upid::wire::v1::{Batch, Hello};
 
-use super::{IngestOutcome, Store, StoreError};
+use super::{IngestOutcome, PreparedBatch, Store, StoreError, unix_now_ns};
 
 /// How the writer batches and checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +148,8 @@ type Reply<T> = oneshot::Sender<Result<T, WriterError>>;
 
 enum Job {
     Batch {
-        // Boxed: a Batch is large and the queue holds many jobs.
-        batch: Box<Batch>,
+        // Boxed: a batch is large and the queue holds many jobs.
+        batch: Box<PreparedBatch>,
         reply: Reply<IngestOutcome>,
     },
     Hello {
@@ -182,6 +182,14 @@ impl Writer {
             .build()
             .map_err(|e| WriterError::Spawn(Arc::new(e)))?;
         let thread_counters = Arc::clone(&counters);
+        // Freeing a stored group (thousands of decoded strings and column
+        // buffers) is work the one writer thread need not do.
+        let (dropper, to_drop) = std::sync::mpsc::channel::<Vec<PreparedBatch>>();
+        let dropper = std::thread::Builder::new()
+            .name("upid-store-free".into())
+            .spawn(move || to_drop.iter().for_each(drop))
+            .map(|_| dropper)
+            .ok();
         std::thread::Builder::new()
             .name("upid-store-writer".into())
             .spawn(move || {
@@ -193,6 +201,7 @@ impl Writer {
                     runtime,
                     last_checkpoint: Instant::now(),
                     since_checkpoint: 0,
+                    dropper,
                 }
                 .run();
             })
@@ -212,7 +221,23 @@ impl WriterHandle {
     /// Stores one batch (grouped with whatever else is queued) and answers
     /// after COMMIT: `Stored` and `Duplicate` may be acknowledged to the
     /// agent. Waits while the queue is full.
+    ///
+    /// The batch is checked and its samples put into columns here, on the
+    /// caller's thread (see [`PreparedBatch`]): the writer thread only
+    /// stores.
     pub async fn submit(&self, batch: Batch) -> Result<IngestOutcome, WriterError> {
+        self.enqueue(PreparedBatch::new(batch))
+            .await?
+            .outcome()
+            .await
+    }
+
+    /// Queues a prepared batch (waiting while the queue is full) and
+    /// returns at once; the answer comes after COMMIT. Batches enqueued one
+    /// after the other are stored in that order, which keeps an agent's
+    /// seqs in order (a seq below the agent's highest stored one costs a
+    /// ledger query).
+    pub async fn enqueue(&self, batch: PreparedBatch) -> Result<PendingBatch, WriterError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job::Batch {
@@ -221,7 +246,7 @@ impl WriterHandle {
             })
             .await
             .map_err(|_| WriterError::Closed)?;
-        answer.await.map_err(|_| WriterError::NoAnswer)?
+        Ok(PendingBatch(answer))
     }
 
     /// Records an agent's hello in order with its batches and returns its
@@ -263,6 +288,17 @@ impl WriterHandle {
     }
 }
 
+/// A queued batch; [`PendingBatch::outcome`] waits for its answer.
+#[derive(Debug)]
+pub struct PendingBatch(oneshot::Receiver<Result<IngestOutcome, WriterError>>);
+
+impl PendingBatch {
+    /// What became of the batch, after COMMIT.
+    pub async fn outcome(self) -> Result<IngestOutcome, WriterError> {
+        self.0.await.map_err(|_| WriterError::NoAnswer)?
+    }
+}
+
 struct WriterThread {
     store: Store,
     rx: mpsc::Receiver<Job>,
@@ -271,6 +307,8 @@ struct WriterThread {
     runtime: tokio::runtime::Runtime,
     last_checkpoint: Instant,
     since_checkpoint: u64,
+    /// Frees stored groups on another thread (`None`: here).
+    dropper: Option<std::sync::mpsc::Sender<Vec<PreparedBatch>>>,
 }
 
 impl WriterThread {
@@ -380,13 +418,13 @@ impl WriterThread {
         shutdown
     }
 
-    fn commit_group(&mut self, group: Vec<(Batch, Reply<IngestOutcome>)>) {
+    fn commit_group(&mut self, group: Vec<(PreparedBatch, Reply<IngestOutcome>)>) {
         if group.is_empty() {
             return;
         }
-        let (batches, replies): (Vec<Batch>, Vec<_>) = group.into_iter().unzip();
+        let (batches, replies): (Vec<PreparedBatch>, Vec<_>) = group.into_iter().unzip();
         let started = Instant::now();
-        match self.store.ingest(&batches) {
+        match self.store.ingest_prepared_at(&batches, unix_now_ns()) {
             Ok(outcomes) => {
                 let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.counters
@@ -410,7 +448,10 @@ impl WriterThread {
                     "group ingest failed; retrying batch by batch"
                 );
                 for (batch, reply) in batches.iter().zip(replies) {
-                    let answer = match self.store.ingest(std::slice::from_ref(batch)) {
+                    let answer = match self
+                        .store
+                        .ingest_prepared_at(std::slice::from_ref(batch), unix_now_ns())
+                    {
                         Ok(outcomes) => match outcomes.into_iter().next() {
                             Some(outcome) => {
                                 Counters::add(&self.counters.commits, 1);
@@ -430,10 +471,14 @@ impl WriterThread {
                 }
             }
         }
+        if let Some(dropper) = &self.dropper {
+            // A closed channel hands the batches back: dropped here.
+            let _ = dropper.send(batches);
+        }
     }
 
-    fn failed(&self, batch: &Batch, e: StoreError) -> Result<IngestOutcome, WriterError> {
-        tracing::warn!(agent_id = %batch.agent_id, seq = batch.seq, error = %e, "storing a batch failed");
+    fn failed(&self, batch: &PreparedBatch, e: StoreError) -> Result<IngestOutcome, WriterError> {
+        tracing::warn!(agent_id = %batch.agent_id(), seq = batch.seq(), error = %e, "storing a batch failed");
         Counters::add(&self.counters.batches_failed, 1);
         Err(WriterError::Store(Arc::new(e)))
     }
