@@ -4,7 +4,9 @@
 //! 1. [`collector_proc`](crate::collector_proc): starts the collector with
 //!    a temporary store, its rate limit out of the way.
 //! 2. **max**: N simulated agents ([`collector_load`](crate::collector_load))
-//!    send as fast as their acks allow; after a warm-up, container samples
+//!    send as fast as their acks allow (their batches made, encoded and
+//!    compressed before the clock starts, unless `--live-agents`); after a
+//!    warm-up, container samples
 //!    acknowledged per second (cross-checked with the collector's
 //!    `/metrics`), its CPU and memory.
 //! 3. **latency**: the agents send at a fixed total rate (10 % of the max
@@ -80,6 +82,17 @@ pub struct CollectorArgs {
     /// Threads of this benchmark's own runtime (the simulated agents).
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
+    /// Max mode: make, encode and compress the agents' batches live while
+    /// measuring (about 3 µs of this machine's CPU per container sample),
+    /// instead of before the clock starts.
+    #[arg(long)]
+    pub live_agents: bool,
+    /// Max mode: batches are pre-generated for this many container
+    /// samples per second over the warm-up and the measured time; agents
+    /// that run out stop sending (reported: the rate is then a lower
+    /// bound).
+    #[arg(long, default_value_t = 700_000.0)]
+    pub pregenerate_rate: f64,
     /// The `upid-collector` binary (default: next to this benchmark's binary).
     #[arg(long)]
     pub collector_bin: Option<PathBuf>,
@@ -357,7 +370,22 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         humantime::format_duration(args.warmup),
         humantime::format_duration(args.duration)
     );
-    let phase = Phase::start(&runtime, &config, sims, Pace::Max);
+    let phase = if args.live_agents {
+        Phase::start(&runtime, &config, sims, Pace::Max)
+    } else {
+        let seconds = (args.warmup + args.duration).as_secs_f64();
+        let batches = (args.pregenerate_rate * seconds / (args.agents * args.containers) as f64)
+            .ceil() as u64;
+        let started = Instant::now();
+        let (agents, bytes) =
+            crate::collector_load::pregenerate(sims, batches.max(1), args.compression)?;
+        eprintln!(
+            "max: pre-generated {batches} batches per agent ({} on the wire) in {:.1} s",
+            human(bytes as f64, "bytes"),
+            started.elapsed().as_secs_f64()
+        );
+        Phase::start_pregenerated(&runtime, &config, agents)
+    };
     let max_start = tokio::time::Instant::now() + args.warmup;
     let max_end = max_start + args.duration;
     let Measured {
@@ -371,7 +399,14 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         args.duration,
         interrupt,
     )?;
+    let ran_out = phase.acked().ran_out();
     let done = phase.stop(&runtime)?;
+    if ran_out > 0 {
+        eprintln!(
+            "warning: {ran_out} agents sent every pre-generated batch before the end; \
+             the max rate is a lower bound (raise --pregenerate-rate)"
+        );
+    }
     let wall = usage.wall.as_secs_f64();
     let acked_batches: Vec<AckedBatch> =
         done.iter().flat_map(|d| d.acked.iter().copied()).collect();
@@ -719,13 +754,18 @@ impl CollectorBenchReport {
         line(format!("upid-bench collector  {}", self.date));
         line(format!("machine: {}", self.machine.summary()));
         line(format!(
-            "load: {} agents × {} containers ({} values per container sample), window {}, {:?} compression, agents on {} threads",
+            "load: {} agents × {} containers ({} values per container sample), window {}, {:?} compression, agents on {} threads; max mode batches {}",
             a.agents,
             a.containers,
             METRICS.len(),
             a.window,
             a.compression,
-            a.client_threads
+            a.client_threads,
+            if a.live_agents {
+                "made live"
+            } else {
+                "pre-generated"
+            }
         ));
         line(String::new());
         let m = &self.max;
@@ -844,6 +884,8 @@ impl CollectorBenchReport {
                 "storage_ticks": a.storage_ticks,
                 "compression": format!("{:?}", a.compression).to_lowercase(),
                 "client_threads": a.client_threads,
+                "live_agents": a.live_agents,
+                "pregenerate_rate": a.pregenerate_rate,
                 "collector_bin": self.collector_bin.display().to_string(),
             },
             "max": {

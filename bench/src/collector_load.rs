@@ -28,6 +28,10 @@ use upid::wire::v1::{AgentMessage, Hello};
 
 use crate::collector_sim::SimAgent;
 
+mod wire;
+
+pub use wire::{Pregenerated, pregenerate};
+
 /// Largest message either side may send (the collector's default).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -74,6 +78,9 @@ pub enum Pace {
 pub struct Acked {
     batches: AtomicU64,
     samples: AtomicU64,
+    /// Pre-generated agents that sent every batch they had before they
+    /// were stopped.
+    ran_out: AtomicU64,
 }
 
 impl Acked {
@@ -83,6 +90,12 @@ impl Acked {
             self.batches.load(Ordering::Relaxed),
             self.samples.load(Ordering::Relaxed),
         )
+    }
+
+    /// Pre-generated agents that ran out of batches before they were
+    /// stopped (their rate is a lower bound).
+    pub fn ran_out(&self) -> u64 {
+        self.ran_out.load(Ordering::Relaxed)
     }
 }
 
@@ -142,6 +155,29 @@ impl Phase {
                     sim,
                     pace,
                     first_due,
+                    stop_rx.clone(),
+                    Arc::clone(&acked),
+                ))
+            })
+            .collect();
+        Phase { stop, tasks, acked }
+    }
+
+    /// Starts one task per pre-generated agent (see [`pregenerate`]): each
+    /// sends its ready frames as fast as its window allows.
+    pub fn start_pregenerated(
+        runtime: &tokio::runtime::Runtime,
+        config: &LoadConfig,
+        agents: Vec<Pregenerated>,
+    ) -> Phase {
+        let (stop, stop_rx) = watch::channel(false);
+        let acked = Arc::new(Acked::default());
+        let tasks = agents
+            .into_iter()
+            .map(|agent| {
+                runtime.spawn(wire::run_agent(
+                    config.clone(),
+                    agent,
                     stop_rx.clone(),
                     Arc::clone(&acked),
                 ))

@@ -41,7 +41,7 @@ pub fn check_binary(binary: &Path) -> anyhow::Result<()> {
     if !binary.is_file() {
         bail!(
             "no upid-collector binary at {}; build it first: \
-             `cargo build --release -p upid-collector -p upid-bench` (or pass --collector-bin)",
+             `cargo build --profile perf -p upid-collector -p upid-bench` (see bench/RESULTS.md; or pass --collector-bin)",
             binary.display()
         );
     }

@@ -484,6 +484,11 @@ impl SimAgent {
         &self.node_name
     }
 
+    /// Containers per batch.
+    pub fn containers(&self) -> usize {
+        self.containers.len()
+    }
+
     /// Sequence number of the latest batch made (0 before the first).
     pub fn seq(&self) -> u64 {
         self.seq
