@@ -246,3 +246,86 @@ impl HttpBody for Decompressing {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64 * 1024;
+
+    fn body() -> Decompressing {
+        Decompressing {
+            inner: Body::empty(),
+            buf: Vec::new(),
+            ready: VecDeque::new(),
+            decompressor: zstd::bulk::Decompressor::new().expect("zstd context"),
+            scratch: Vec::new(),
+            max_message_bytes: MAX,
+            pass_through: false,
+            trailers: None,
+            ended: false,
+        }
+    }
+
+    /// A gRPC message: flag, big-endian length, payload.
+    fn framed(flag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![flag];
+        out.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn compressed(payload: &[u8]) -> Vec<u8> {
+        framed(1, &zstd::encode_all(payload, 3).expect("compress"))
+    }
+
+    /// Feeds `bytes` in chunks of `chunk` bytes and returns what comes out.
+    fn feed(body: &mut Decompressing, bytes: &[u8], chunk: usize) -> Vec<u8> {
+        for part in bytes.chunks(chunk) {
+            body.buf.extend_from_slice(part);
+            body.split_messages();
+        }
+        body.flush_rest();
+        body.ready.drain(..).flat_map(|b| b.to_vec()).collect()
+    }
+
+    #[test]
+    fn compressed_messages_come_out_uncompressed_whatever_the_frame_cuts() {
+        let first: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let second = b"a second, shorter message".to_vec();
+        let mut wire = compressed(&first);
+        wire.extend(framed(0, b"already plain"));
+        wire.extend(compressed(&second));
+        let mut want = framed(0, &first);
+        want.extend(framed(0, b"already plain"));
+        want.extend(framed(0, &second));
+        for chunk in [1, 3, 5, 7, 4096, wire.len()] {
+            assert_eq!(feed(&mut body(), &wire, chunk), want, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_decompressed_goes_on_untouched() {
+        // Garbage flagged as compressed: tonic gets it as sent and answers
+        // with its own error.
+        let garbage = framed(1, b"\x28\xb5\x2f\xfd not really zstd");
+        assert_eq!(feed(&mut body(), &garbage, 4), garbage);
+        // Decompresses to more than the limit: handed on compressed, so
+        // tonic's own limit refuses it; nothing over the limit is built.
+        let bomb = compressed(&vec![0u8; MAX * 4]);
+        assert_eq!(feed(&mut body(), &bomb, 1000), bomb);
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_turns_the_stream_to_pass_through() {
+        let mut wire = vec![1u8];
+        wire.extend_from_slice(&u32::try_from(MAX + 1).expect("small").to_be_bytes());
+        wire.extend_from_slice(&[7u8; 100]);
+        let later = compressed(b"after the oversized one");
+        wire.extend_from_slice(&later);
+        let mut b = body();
+        assert_eq!(feed(&mut b, &wire, 9), wire, "everything handed on as sent");
+        assert!(b.pass_through);
+        assert!(b.buf.is_empty(), "nothing buffered");
+    }
+}
