@@ -27,7 +27,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use upid::model::{CpuStats, MemoryStats, PidsStats};
+use upid::model::{CgroupStats, CpuStats, MemoryStats, PidsStats};
 
 /// Every this many reads of a cgroup, one is full: every file is read and
 /// settings are refreshed. At the default 10 s interval, once a minute.
@@ -58,6 +58,20 @@ impl FullReads {
         }
     }
 
+    /// Starts a read of the cgroup whose previous result is in `last`:
+    /// whether this read is full (the caller then expires its settings
+    /// files), and the previous result a partial read may carry over
+    /// (`None` on a full read). `last` is left empty; the reader stores
+    /// this read's result there when it is done.
+    pub fn start(&mut self, last: &mut Option<CgroupStats>) -> (bool, Option<CgroupStats>) {
+        let previous = last.take();
+        if self.next_is_full() {
+            (true, None)
+        } else {
+            (false, previous)
+        }
+    }
+
     /// Whether this read is full; advances the schedule.
     pub fn next_is_full(&mut self) -> bool {
         if self.countdown > 0 {
@@ -81,6 +95,12 @@ pub(crate) fn task_ran(now: Option<&CpuStats>, last: Option<&CpuStats>) -> bool 
         (Some(now), Some(last)) => now.usage_ns != last.usage_ns,
         _ => true,
     }
+}
+
+/// The previous value of a part only running tasks move (block IO, the
+/// task count), when no task ran; `None` means read it.
+pub(crate) fn unless_ran<T>(last: Option<T>, ran: bool) -> Option<T> {
+    last.filter(|_| !ran)
 }
 
 /// Whether a task of the cgroup may have ended between two reads: the task

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use upid::model::{CgroupStats, CpuStats, IoStats, MemoryStats, PeakSource};
 
 use super::Hierarchies;
-use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran};
+use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran, unless_ran};
 use super::files::{Access, CgroupFile, Stop, part, read_parsed};
 use super::parse::{
     self, cfs_millicores, parse_blkio, parse_cpuacct_stat, parse_flat_keys, parse_single_i64,
@@ -175,13 +175,10 @@ impl V1Reader {
     /// `Err(ReadError::Vanished)` when the cgroup's primary directory is
     /// gone.
     pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
-        let last = if self.full_reads.next_is_full() {
+        let (full, last) = self.full_reads.start(&mut self.last);
+        if full {
             self.expire_settings();
-            self.last = None;
-            None
-        } else {
-            self.last.take()
-        };
+        }
         let last = last.as_ref();
         let primary = self.primary.as_deref();
         let last_cpu = last.and_then(|l| l.cpu.as_ref());
@@ -198,9 +195,9 @@ impl V1Reader {
         };
         let ran = task_ran(cpu.as_ref(), last_cpu);
         let last_pids = last.and_then(|l| l.pids);
-        let pids = match (&mut self.pids, last_pids) {
-            (Some(_), Some(before)) if !ran => Some(before),
-            (Some(p), _) => part(p.read(buf, skips, primary))?,
+        let pids = match (&mut self.pids, unless_ran(last_pids, ran)) {
+            (Some(_), Some(before)) => Some(before),
+            (Some(p), None) => part(p.read(buf, skips, primary))?,
             (None, _) => None,
         };
         let memory = match &mut self.memory {
@@ -431,9 +428,7 @@ fn read_blkio(
     last: Option<IoStats>,
     ran: bool,
 ) -> Result<Option<IoStats>, Stop> {
-    if let Some(last) = last
-        && !ran
-    {
+    if let Some(last) = unless_ran(last, ran) {
         return Ok(Some(last));
     }
     let Some(bytes) = read_blkio_file(&mut b.bytes_recursive, &mut b.bytes, buf, skips, primary)?

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use upid::model::{CgroupStats, CpuStats, IoStats, MemoryStats, PeakSource, PidsStats, Pressure};
 
-use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran};
+use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran, unless_ran};
 use super::files::{Access, CgroupFile, FileError, Stop, part, read_parsed};
 use super::parse::{
     self, parse_cpu_max, parse_cpu_weight_as_shares, parse_flat_keys, parse_io_stat, parse_limit,
@@ -257,7 +257,8 @@ impl V2Reader {
     /// malformed file drops its part (counted in `skips`);
     /// `Err(ReadError::Vanished)` when the cgroup is gone.
     pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
-        let last = if self.full_reads.next_is_full() {
+        let (full, last) = self.full_reads.start(&mut self.last);
+        if full {
             for settings in [
                 &mut self.cpu_max,
                 &mut self.cpu_weight,
@@ -266,18 +267,14 @@ impl V2Reader {
                 settings.expire();
             }
             self.pids.expire_settings();
-            self.last = None;
-            None
-        } else {
-            self.last.take()
-        };
+        }
         let last = last.as_ref();
         let cpu = part(self.read_cpu(buf, skips))?;
         let ran = task_ran(cpu.as_ref(), last.and_then(|l| l.cpu.as_ref()));
         let last_pids = last.and_then(|l| l.pids);
-        let pids = match last_pids {
-            Some(before) if !ran => Some(before),
-            _ => part(self.pids.read(buf, skips, Some(&self.dir)))?,
+        let pids = match unless_ran(last_pids, ran) {
+            Some(before) => Some(before),
+            None => part(self.pids.read(buf, skips, Some(&self.dir)))?,
         };
         let carry = MemoryCarry {
             last: last.and_then(|l| l.memory.as_ref()),
@@ -285,10 +282,10 @@ impl V2Reader {
             task_ended: task_ended(pids, last_pids),
         };
         let memory = part(self.read_memory(buf, skips, carry))?;
-        let io = match last.and_then(|l| l.io) {
-            // IO is counted when a task submits it.
-            Some(before) if !ran => Some(before),
-            _ => part(self.read_io(buf, skips))?,
+        // IO is counted when a task submits it.
+        let io = match unless_ran(last.and_then(|l| l.io), ran) {
+            Some(before) => Some(before),
+            None => part(self.read_io(buf, skips))?,
         };
         let stats = CgroupStats {
             cpu,
