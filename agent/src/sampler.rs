@@ -13,6 +13,7 @@ use upid::model::{ContainerSample, Snapshot};
 use crate::cgroup::Hierarchies;
 use crate::cgroup::discover::{self, DiscoverError};
 use crate::cgroup::identity::CgroupGlob;
+use crate::cgroup::io_groups::IoGroups;
 use crate::cgroup::mountinfo::{self, LayoutError};
 use crate::cgroup::reader::{CgroupReader, ReadError, ReaderOptions};
 use crate::host::HostRoot;
@@ -73,6 +74,8 @@ pub struct Sampler {
     globs: Vec<CgroupGlob>,
     reader_options: ReaderOptions,
     tracked: HashMap<String, Tracked>,
+    /// Parents checked once per tick for their children's block IO.
+    io_groups: IoGroups,
     node: NodeReader,
     netns: NetnsReader,
     skips: Skips,
@@ -91,11 +94,13 @@ impl Sampler {
     pub fn with_hierarchies(config: SamplerConfig, hierarchies: Hierarchies) -> Self {
         let node = NodeReader::new(&config.host_root, config.node_name, hierarchies.layout);
         let netns = NetnsReader::new(config.host_root.proc());
+        let io_groups = IoGroups::new(&hierarchies);
         Sampler {
             hierarchies,
             globs: config.globs,
             reader_options: config.reader,
             tracked: HashMap::new(),
+            io_groups,
             node,
             netns,
             skips: Skips::default(),
@@ -120,12 +125,24 @@ impl Sampler {
         let node = self.node.read(now_ns, &mut self.skips)?;
 
         let live: HashSet<&str> = identities.iter().map(|i| i.cgroup_path.as_str()).collect();
-        self.tracked.retain(|path, _| live.contains(path.as_str()));
+        let io_groups = &mut self.io_groups;
+        self.tracked.retain(|path, _| {
+            let keep = live.contains(path.as_str());
+            if !keep {
+                io_groups.forget(path);
+            }
+            keep
+        });
+        // Before any container is read: see `io_groups` for why.
+        let io_hints = self.io_groups.check(
+            identities.iter().map(|i| i.cgroup_path.as_str()),
+            &mut self.buf,
+        );
 
         let mut containers = Vec::with_capacity(identities.len());
         let mut networks = Vec::new();
         let mut netns_seen: HashSet<u64> = HashSet::new();
-        for identity in identities {
+        for (identity, io_hint) in identities.into_iter().zip(io_hints) {
             let tracked = self
                 .tracked
                 .entry(identity.cgroup_path.clone())
@@ -138,9 +155,13 @@ impl Sampler {
                     netns: None,
                     netns_age: u32::MAX,
                 });
-            let stats = match tracked.reader.read(&mut self.buf, &mut self.skips) {
+            let stats = match tracked
+                .reader
+                .read_hinted(&mut self.buf, &mut self.skips, io_hint)
+            {
                 Ok(stats) => stats,
                 Err(ReadError::Vanished) => {
+                    self.io_groups.forget(&identity.cgroup_path);
                     self.skips.vanished(&identity.cgroup_path);
                     continue;
                 }

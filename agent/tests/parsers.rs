@@ -895,7 +895,7 @@ fn v1_reader_with_split_cpu_and_cpuacct() {
 /// one cycle of full reads.
 #[test]
 fn v1_partial_reads_carry_over_only_what_cannot_have_changed() {
-    use upid_agent::cgroup::cadence::{FULL_READ_EVERY, FullReads};
+    use upid_agent::cgroup::cadence::{FULL_READ_EVERY, FullReads, SETTINGS_EVERY_FULL_READS};
     let tmp = tempfile::tempdir().expect("tempdir");
     let (h, dirs) = v1_host(tmp.path(), false);
     let d = |c: &str| dirs.get(c).cloned().expect("dir");
@@ -921,13 +921,18 @@ fn v1_partial_reads_carry_over_only_what_cannot_have_changed() {
     .expect("write");
     fs::write(d("pids").join("pids.max"), b"40\n").expect("write");
     let mut schedule = FullReads::new(V1_PATH);
-    assert!(schedule.next_is_full(), "the first read was full");
-    let second_full = schedule.next_is_full();
+    let mut no_stats = None;
+    assert!(
+        schedule.start(&mut no_stats).settings,
+        "the first read re-read settings"
+    );
+    let second_read = schedule.start(&mut no_stats);
     let second = reader.read(&mut buf, &mut skips).expect("reads");
-    if second_full {
+    if second_read.full {
+        let limit = if second_read.settings { 40 } else { 20 };
         assert_eq!(
             second.pids.map(|p| (p.current, p.limit)),
-            Some((1, Some(40)))
+            Some((1, Some(limit)))
         );
     } else {
         assert_eq!(second, first, "nothing ran: carried over");
@@ -936,7 +941,7 @@ fn v1_partial_reads_carry_over_only_what_cannot_have_changed() {
     // A task ran: IO, the task count and (the count dropped) the OOM
     // counter are read again; settings wait for the next full read.
     fs::write(d("cpuacct").join("cpuacct.usage"), b"184170880400\n").expect("write");
-    let third_full = schedule.next_is_full();
+    let third_read = schedule.start(&mut no_stats);
     let ran = reader.read(&mut buf, &mut skips).expect("reads");
     let io = ran.io.expect("io");
     assert_eq!((io.read_bytes, io.read_ops), (900_000_000, 3893));
@@ -944,12 +949,12 @@ fn v1_partial_reads_carry_over_only_what_cannot_have_changed() {
     assert_eq!(pids.current, 1);
     assert_eq!(ran.memory.as_ref().map(|m| m.oom_kills), Some(3));
     assert_eq!(ran.cpu.as_ref().map(|c| c.usage_ns), Some(184_170_880_400));
-    let settings_read = second_full || third_full;
+    let settings_read = second_read.settings || third_read.settings;
     assert_eq!(pids.limit, Some(if settings_read { 40 } else { 20 }));
 
-    // Within one cycle a full read re-reads the settings too.
+    // Within one cycle of settings reads the settings are read again.
     let mut last = ran;
-    for _ in 0..FULL_READ_EVERY {
+    for _ in 0..FULL_READ_EVERY * SETTINGS_EVERY_FULL_READS {
         last = reader.read(&mut buf, &mut skips).expect("reads");
     }
     assert_eq!(last.pids.map(|p| p.limit), Some(Some(40)));
@@ -994,6 +999,202 @@ fn v2_partial_reads_follow_the_cpu_counter() {
     let ran = reader.read(&mut buf, &mut skips).expect("reads");
     assert_eq!(ran.pids.map(|p| p.current), Some(3));
     assert_eq!(ran.memory.as_ref().map(|m| m.oom_kills), Some(4));
+    assert_eq!(skips.malformed_count(), 0);
+}
+
+/// Sibling cgroups' block IO is checked through their parent
+/// ([`upid_agent::cgroup::io_groups`]): while the parent's recursive
+/// counters stand still, a child's IO files are not read, on full reads
+/// too; once the parent moves (or a sibling vanishes), they are.
+#[test]
+fn v1_block_io_carried_over_while_the_parent_stands_still() {
+    use upid_agent::cgroup::cadence::FULL_READ_EVERY;
+    use upid_agent::cgroup::io_groups::{IoGroups, IoHint};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (h, dirs) = v1_host(tmp.path(), false);
+    let blkio = dirs.get("blkio").cloned().expect("blkio dir");
+    let cpuacct = dirs.get("cpuacct").cloned().expect("cpuacct dir");
+    let parent = blkio.parent().expect("parent").to_path_buf();
+    let parent_bytes = "254:0 Read 900000000\n254:0 Write 70000\nTotal 900070000\n";
+    put(
+        &parent,
+        "blkio.throttle.io_service_bytes_recursive",
+        parent_bytes.as_bytes(),
+    );
+    put(
+        &parent,
+        "blkio.throttle.io_serviced_recursive",
+        b"254:0 Read 4000\nTotal 4000\n",
+    );
+    // The kernel counts block IO (the root lists a device).
+    let blkio_root = h.v1_controller("blkio").expect("blkio").to_path_buf();
+    put(
+        &blkio_root,
+        "blkio.throttle.io_service_bytes_recursive",
+        b"254:0 Read 1\n254:0 Write 0\n254:0 Total 1\nTotal 1\n",
+    );
+    let sibling = "/docker/sibling";
+    let paths = [V1_PATH, sibling];
+    let mut groups = IoGroups::new(&h);
+    let mut reader = CgroupReader::new(&h, V1_PATH, &ReaderOptions::default());
+    let (mut buf, mut skips) = (Vec::new(), Skips::default());
+    let mut tick = |groups: &mut IoGroups, reader: &mut CgroupReader, buf: &mut Vec<u8>| {
+        let hints = groups.check(paths.iter().copied(), buf);
+        assert_eq!(hints.len(), 2);
+        assert_eq!(hints[0], hints[1], "siblings get their parent's hint");
+        let stats = reader
+            .read_hinted(buf, &mut skips, hints[0])
+            .expect("reads");
+        (hints[0], stats.io.expect("io"))
+    };
+    let (hint, io) = tick(&mut groups, &mut reader, &mut buf);
+    assert_eq!(
+        hint,
+        IoHint::Moved,
+        "the parent's first check has nothing to compare with"
+    );
+    assert_eq!(io.read_bytes, 807_444_480);
+
+    // The child's file changes while the parent's does not (impossible on a
+    // real kernel, which is what lets the reader skip the file), and a task
+    // ran, so without the parent the reader would read IO: it does not, on
+    // partial and full reads alike.
+    fs::write(
+        blkio.join("blkio.throttle.io_service_bytes_recursive"),
+        "254:0 Read 900000000\n254:0 Write 61440\nTotal 900061440\n",
+    )
+    .expect("write");
+    for i in 0..=FULL_READ_EVERY {
+        fs::write(
+            cpuacct.join("cpuacct.usage"),
+            format!("{}\n", 184_170_880_400 + u64::from(i)),
+        )
+        .expect("write");
+        let (hint, io) = tick(&mut groups, &mut reader, &mut buf);
+        assert_eq!(hint, IoHint::Quiet);
+        assert_eq!(io.read_bytes, 807_444_480, "carried over (read {i})");
+    }
+
+    // The parent moves and a task of the child ran: the child is read.
+    fs::write(cpuacct.join("cpuacct.usage"), b"184170880500\n").expect("write");
+    put(
+        &parent,
+        "blkio.throttle.io_service_bytes_recursive",
+        b"254:0 Read 900000000\n254:0 Write 70001\nTotal 900070001\n",
+    );
+    let (hint, io) = tick(&mut groups, &mut reader, &mut buf);
+    assert_eq!(hint, IoHint::Moved);
+    assert_eq!(io.read_bytes, 900_000_000);
+    let (hint, _) = tick(&mut groups, &mut reader, &mut buf);
+    assert_eq!(hint, IoHint::Quiet, "standing still again");
+
+    // A sibling vanished: its counts may have left the parent's sum, so the
+    // next check says moved even though the parent reads the same.
+    groups.forget(sibling);
+    let (hint, _) = tick(&mut groups, &mut reader, &mut buf);
+    assert_eq!(hint, IoHint::Moved);
+
+    // A kernel that counts no v1 block IO (no throttle rule since boot: the
+    // root lists no device) makes IO absent, not zero, for every cgroup;
+    // once it counts, the parents are checked afresh.
+    put(
+        &blkio_root,
+        "blkio.throttle.io_service_bytes_recursive",
+        b"Total 0\n",
+    );
+    let hints = groups.check(paths.iter().copied(), &mut buf);
+    assert_eq!(hints, vec![IoHint::Uncounted, IoHint::Uncounted]);
+    let stats = reader
+        .read_hinted(&mut buf, &mut Skips::default(), hints[0])
+        .expect("reads");
+    assert_eq!(stats.io, None, "absent, not zero");
+    assert!(stats.cpu.is_some() && stats.memory.is_some());
+    put(
+        &blkio_root,
+        "blkio.throttle.io_service_bytes_recursive",
+        b"254:0 Read 5\n254:0 Write 0\n254:0 Total 5\nTotal 5\n",
+    );
+    let (hint, io) = tick(&mut groups, &mut reader, &mut buf);
+    assert_eq!(hint, IoHint::Quiet, "the parent reads as before");
+    assert_eq!(io.read_bytes, 900_000_000);
+
+    // A cgroup without a sampled sibling gets no hint, and neither do the
+    // children of a parent without the recursive files.
+    assert_eq!(
+        groups.check([V1_PATH].into_iter(), &mut buf),
+        vec![IoHint::Unknown]
+    );
+    fs::remove_file(parent.join("blkio.throttle.io_serviced_recursive")).expect("rm");
+    assert_eq!(
+        IoGroups::new(&h).check(paths.iter().copied(), &mut buf),
+        vec![IoHint::Unknown, IoHint::Unknown]
+    );
+    assert_eq!(skips.malformed_count(), 0);
+}
+
+/// On v2 the kernel charges a cgroup for the writeback of pages it dirtied,
+/// done later by a kernel thread while the cgroup's own tasks may sleep: a
+/// moved parent makes every child's `io.stat` read even when no task ran.
+#[test]
+fn v2_block_io_follows_the_parent_not_only_the_cpu_counter() {
+    use upid_agent::cgroup::io_groups::{IoGroups, IoHint};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (h, dir) = v2_host(tmp.path());
+    let parent = dir.parent().expect("parent").to_path_buf();
+    put(
+        &parent,
+        "io.stat",
+        b"254:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n",
+    );
+    let paths = [CONTAINER, "/system.slice/other.service"];
+    let mut groups = IoGroups::new(&h);
+    let mut reader = CgroupReader::new(&h, CONTAINER, &ReaderOptions::default());
+    let (mut buf, mut skips) = (Vec::new(), Skips::default());
+    let hints = groups.check(paths.iter().copied(), &mut buf);
+    let first = reader
+        .read_hinted(&mut buf, &mut skips, hints[0])
+        .expect("reads");
+    let first_io = first.io.expect("io");
+
+    // Writeback: the child's and the parent's counters move, the CPU
+    // counter does not. Twice, so at least one of the reads is partial.
+    for round in 1..=2_u64 {
+        let written = first_io.write_bytes + 4096 * round;
+        put(
+            &dir,
+            "io.stat",
+            format!(
+                "254:0 rbytes={} wbytes={written} rios={} wios={} dbytes=0 dios=0\n",
+                first_io.read_bytes,
+                first_io.read_ops,
+                first_io.write_ops + round
+            )
+            .as_bytes(),
+        );
+        put(
+            &parent,
+            "io.stat",
+            format!(
+                "254:0 rbytes=1 wbytes={} rios=3 wios={} dbytes=0 dios=0\n",
+                2 + 4096 * round,
+                4 + round
+            )
+            .as_bytes(),
+        );
+        let hints = groups.check(paths.iter().copied(), &mut buf);
+        assert_eq!(hints[0], IoHint::Moved);
+        let after = reader
+            .read_hinted(&mut buf, &mut skips, hints[0])
+            .expect("reads");
+        assert_eq!(after.cpu, first.cpu, "no task ran");
+        assert_eq!(
+            after.io.map(|io| io.write_bytes),
+            Some(written),
+            "round {round}"
+        );
+    }
+    let hints = groups.check(paths.iter().copied(), &mut buf);
+    assert_eq!(hints[0], IoHint::Quiet);
     assert_eq!(skips.malformed_count(), 0);
 }
 

@@ -146,9 +146,10 @@ impl CgroupFile {
     /// A settings file (a limit, quota or weight): read from the kernel on
     /// the first read and on the first read after [`CgroupFile::expire`];
     /// the reads in between return the last bytes read. The readers expire
-    /// settings on each full read ([`super::cadence`]), so a change shows up
-    /// at most [`super::cadence::FULL_READ_EVERY`] ticks late. A counter must
-    /// never be read this way.
+    /// settings on every [`super::cadence::SETTINGS_EVERY_FULL_READS`]th
+    /// full read ([`super::cadence`]), so a change shows up at most
+    /// `FULL_READ_EVERY × SETTINGS_EVERY_FULL_READS` ticks late. A counter
+    /// must never be read this way.
     pub fn settings(dir: &Path, name: &str) -> Self {
         CgroupFile {
             settings: true,

@@ -2,7 +2,8 @@
 //! ([`mountinfo`]), which cgroups are containers ([`discover`], [`identity`]),
 //! and reading their counters ([`reader`], with the v1 and v2 specifics in
 //! [`v1`] and [`v2`], the file formats in [`parse`], open-file reuse in
-//! [`files`], and which reads are full in [`cadence`]).
+//! [`files`], which reads are full in [`cadence`], and sibling cgroups'
+//! block IO checked through their parent in [`io_groups`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ pub mod cadence;
 pub mod discover;
 pub mod files;
 pub mod identity;
+pub mod io_groups;
 pub mod mountinfo;
 pub mod parse;
 pub mod reader;

@@ -22,6 +22,7 @@
 use upid::model::{CgroupLayout, CgroupStats};
 
 use super::Hierarchies;
+use super::io_groups::IoHint;
 use super::v1::V1Reader;
 use super::v2::V2Reader;
 use crate::skips::Skips;
@@ -108,9 +109,21 @@ impl CgroupReader {
     ///
     /// `buf` is scratch space reused across files and calls.
     pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
+        self.read_hinted(buf, skips, IoHint::Unknown)
+    }
+
+    /// [`CgroupReader::read`] with what the cgroup's parent said about its
+    /// children's block IO this tick ([`super::io_groups`]): with
+    /// [`IoHint::Quiet`] the block IO files are not read.
+    pub fn read_hinted(
+        &mut self,
+        buf: &mut Vec<u8>,
+        skips: &mut Skips,
+        io_hint: IoHint,
+    ) -> Result<CgroupStats, ReadError> {
         match &mut self.inner {
-            Inner::V1(r) => r.read(buf, skips),
-            Inner::V2(r) => r.read(buf, skips),
+            Inner::V1(r) => r.read(buf, skips, io_hint),
+            Inner::V2(r) => r.read(buf, skips, io_hint),
             Inner::Nothing => Ok(CgroupStats::default()),
         }
     }

@@ -23,11 +23,14 @@
 //!   too, all of memory (the peak is then the usage: nothing was charged).
 //! - no CFS quota: `cpu.stat` is carried over (throttling needs a quota).
 //! - `io_service_bytes` unchanged: `io_serviced` is carried over.
+//! - the parent's recursive block IO counters stood still
+//!   ([`super::io_groups`]): block IO is carried over, on full reads too.
 //! - `pids.current` did not drop: `memory.oom_control` is carried over (a
 //!   kill ends a task).
 //!
 //! Settings (quota, period, shares, memory and pids limits) are read from
-//! the kernel on full reads only.
+//! the kernel on every third full read only
+//! ([`super::cadence::SETTINGS_EVERY_FULL_READS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,7 @@ use upid::model::{CgroupStats, CpuStats, IoStats, MemoryStats, PeakSource};
 use super::Hierarchies;
 use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran, unless_ran};
 use super::files::{Access, CgroupFile, Stop, part, read_parsed};
+use super::io_groups::IoHint;
 use super::parse::{
     self, cfs_millicores, parse_blkio, parse_cpuacct_stat, parse_flat_keys, parse_single_i64,
     parse_single_u64, parse_v1_limit_bytes,
@@ -174,12 +178,17 @@ impl V1Reader {
     /// malformed file drops its part (counted in `skips`);
     /// `Err(ReadError::Vanished)` when the cgroup's primary directory is
     /// gone.
-    pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
-        let (full, last) = self.full_reads.start(&mut self.last);
-        if full {
+    pub fn read(
+        &mut self,
+        buf: &mut Vec<u8>,
+        skips: &mut Skips,
+        io_hint: IoHint,
+    ) -> Result<CgroupStats, ReadError> {
+        let start = self.full_reads.start(&mut self.last);
+        if start.settings {
             self.expire_settings();
         }
-        let last = last.as_ref();
+        let last = start.last();
         let primary = self.primary.as_deref();
         let last_cpu = last.and_then(|l| l.cpu.as_ref());
         let cpu = match &mut self.cpuacct {
@@ -211,16 +220,11 @@ impl V1Reader {
             }
             None => None,
         };
-        let io = match &mut self.blkio {
-            Some(b) => part(read_blkio(
-                b,
-                buf,
-                skips,
-                primary,
-                last.and_then(|l| l.io),
-                ran,
-            ))?,
-            None => None,
+        let io = match (&mut self.blkio, start.carried_io(io_hint, ran, false)) {
+            _ if io_hint == IoHint::Uncounted => None,
+            (Some(_), Some(before)) => Some(before),
+            (Some(b), None) => part(read_blkio(b, buf, skips, primary, last.and_then(|l| l.io)))?,
+            (None, _) => None,
         };
         let pressure = match &mut self.psi {
             Some(p) => p.read(buf, skips, primary)?,
@@ -418,19 +422,15 @@ fn read_blkio_file(
     read_parsed(plain, buf, skips, primary, parse_blkio)
 }
 
-/// Block IO; `last` is the previous read's (`None` on full reads) and `ran`
-/// says whether a task ran since: IO is counted when a task submits it.
+/// Block IO; `last` is the previous read's (`None` on full reads), for
+/// skipping the operation counts when no byte moved.
 fn read_blkio(
     b: &mut Blkio,
     buf: &mut Vec<u8>,
     skips: &mut Skips,
     primary: Option<&Path>,
     last: Option<IoStats>,
-    ran: bool,
 ) -> Result<Option<IoStats>, Stop> {
-    if let Some(last) = unless_ran(last, ran) {
-        return Ok(Some(last));
-    }
     let Some(bytes) = read_blkio_file(&mut b.bytes_recursive, &mut b.bytes, buf, skips, primary)?
     else {
         return Ok(None);

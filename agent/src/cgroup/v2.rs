@@ -15,7 +15,12 @@
 //! `pids.current` and `memory.events` are carried over from the previous
 //! read, and with `memory.current` unchanged too, all of memory.
 //! `memory.events` is also carried over while `pids.current` does not drop.
-//! Settings are read from the kernel on full reads only.
+//! `io.stat` follows the parent's when the parent is checked
+//! ([`super::io_groups`]): carried over, on full reads too, while the
+//! parent's stood still, and read whenever it moved, even with no task
+//! running (writeback is charged to the cgroup that dirtied the pages).
+//! Settings are read from the kernel on every third full read only
+//! ([`super::cadence::SETTINGS_EVERY_FULL_READS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +28,7 @@ use upid::model::{CgroupStats, CpuStats, IoStats, MemoryStats, PeakSource, PidsS
 
 use super::cadence::{FullReads, MemoryCarry, task_ended, task_ran, unless_ran};
 use super::files::{Access, CgroupFile, FileError, Stop, part, read_parsed};
+use super::io_groups::IoHint;
 use super::parse::{
     self, parse_cpu_max, parse_cpu_weight_as_shares, parse_flat_keys, parse_io_stat, parse_limit,
     parse_pressure, parse_required_keys, parse_single_u64,
@@ -256,9 +262,14 @@ impl V2Reader {
     /// Reads every controller, fully or partially ([`super::cadence`]); a
     /// malformed file drops its part (counted in `skips`);
     /// `Err(ReadError::Vanished)` when the cgroup is gone.
-    pub fn read(&mut self, buf: &mut Vec<u8>, skips: &mut Skips) -> Result<CgroupStats, ReadError> {
-        let (full, last) = self.full_reads.start(&mut self.last);
-        if full {
+    pub fn read(
+        &mut self,
+        buf: &mut Vec<u8>,
+        skips: &mut Skips,
+        io_hint: IoHint,
+    ) -> Result<CgroupStats, ReadError> {
+        let start = self.full_reads.start(&mut self.last);
+        if start.settings {
             for settings in [
                 &mut self.cpu_max,
                 &mut self.cpu_weight,
@@ -268,7 +279,7 @@ impl V2Reader {
             }
             self.pids.expire_settings();
         }
-        let last = last.as_ref();
+        let last = start.last();
         let cpu = part(self.read_cpu(buf, skips))?;
         let ran = task_ran(cpu.as_ref(), last.and_then(|l| l.cpu.as_ref()));
         let last_pids = last.and_then(|l| l.pids);
@@ -282,8 +293,8 @@ impl V2Reader {
             task_ended: task_ended(pids, last_pids),
         };
         let memory = part(self.read_memory(buf, skips, carry))?;
-        // IO is counted when a task submits it.
-        let io = match unless_ran(last.and_then(|l| l.io), ran) {
+        let io = match start.carried_io(io_hint, ran, true) {
+            _ if io_hint == IoHint::Uncounted => None,
             Some(before) => Some(before),
             None => part(self.read_io(buf, skips))?,
         };
