@@ -56,6 +56,19 @@ const HALF_CORE_LOAD: &[&str] = &[
     "--quiet",
 ];
 
+/// 256 MiB held resident by one stress-ng worker: OOM-killed (and
+/// restarted by stress-ng) under a smaller memory limit.
+const OOM_LOAD: &[&str] = &[
+    "--vm",
+    "1",
+    "--vm-bytes",
+    "256m",
+    "--vm-keep",
+    "--timeout",
+    "60s",
+    "--quiet",
+];
+
 /// A fresh test cgroup named for `what` in every hierarchy the agent reads.
 fn test_cgroup(what: &str) -> (Hierarchies, String, TestCgroup) {
     let (h, mounts) = host_mounts();
@@ -290,19 +303,7 @@ fn kernel_memory_limit_below_allocation_shows_oom_kill() {
     }
     let (h, name, mut cg) = test_cgroup("oom");
     set_memory_limit(&h, &cg, 64 * MIB);
-    cg.spawn(
-        "stress-ng",
-        &[
-            "--vm",
-            "1",
-            "--vm-bytes",
-            "256m",
-            "--vm-keep",
-            "--timeout",
-            "60s",
-            "--quiet",
-        ],
-    );
+    cg.spawn("stress-ng", OOM_LOAD);
     let mut s = sampler(&h, &name);
     let mem = wait_for(
         Duration::from_secs(30),
@@ -408,4 +409,327 @@ fn kernel_v2_cpu_and_pressure_from_the_unified_hierarchy() {
             "no v2 memory controller, yet memory stats appeared"
         );
     }
+}
+
+/// The device (`major:minor`, the whole disk) holding `path`, from
+/// `/sys/dev/block`; `None` when `path` is not on a block device.
+fn block_device_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    // Linux's dev_t encoding (glibc's gnu_dev_major/minor).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    if !sys.exists() {
+        return None;
+    }
+    if sys.join("partition").exists() {
+        // A partition: throttle rules and counters are the whole disk's.
+        let disk = std::fs::read_to_string(sys.join("../dev")).ok()?;
+        return Some(disk.trim().to_string());
+    }
+    Some(format!("{major}:{minor}"))
+}
+
+/// Runs `dd` writing `mib` MiB with direct IO (past the page cache, so the
+/// block layer counts it at once) inside `dirs` and waits for it.
+fn direct_write_in(dirs: &[PathBuf], file: &Path, mib: u64) {
+    let mut script = String::new();
+    for d in dirs {
+        script.push_str(&format!(
+            "echo $$ > '{}/cgroup.procs' || exit 97; ",
+            d.display()
+        ));
+    }
+    script.push_str("exec dd if=/dev/zero \"of=$1\" bs=1M \"count=$2\" oflag=direct status=none");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(file)
+        .arg(mib.to_string())
+        .status()
+        .expect("running dd");
+    assert!(status.success(), "dd in the test cgroup: {status}");
+}
+
+/// Sibling containers' block IO is checked through their parent
+/// (`upid_agent::cgroup::io_groups`): this checks, on the real kernel, what
+/// that rests on. A child's direct writes move the parent's recursive
+/// counters, so they show in the child in the very next tick, tick after
+/// tick (partial and full reads); the idle sibling's stand still. On cgroup
+/// v1 the kernel only counts block IO once a throttle rule exists on the
+/// disk (since Linux 6.x), so the test sets a rule far above any real rate
+/// on the parent first: that turns counting on for the disk until reboot.
+#[test]
+fn kernel_block_io_of_siblings_through_their_parent() {
+    if skip_unless(is_root(), "creating cgroups needs root")
+        || skip_unless(have("dd"), "dd is not installed")
+    {
+        return;
+    }
+    let (h, mounts) = host_mounts();
+    let scratch = tempfile::Builder::new()
+        .prefix("upid-e2e-io")
+        .tempdir_in("/var/tmp")
+        .expect("scratch dir on disk");
+    let Some(device) = block_device_of(scratch.path()) else {
+        skip_unless(
+            false,
+            "/var/tmp is not on a block device: no block IO to count",
+        );
+        return;
+    };
+    let name = test_name("io");
+    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
+    let parent = TestCgroup::create(&name, &refs);
+    match h.layout {
+        CgroupLayout::V2 => {
+            let unified = h.unified.clone().expect("unified mount");
+            parent.set(&unified, "cgroup.subtree_control", "+io +memory +pids +cpu");
+        }
+        _ => {
+            let blkio = h
+                .v1_controller("blkio")
+                .expect("blkio controller")
+                .to_path_buf();
+            parent.set(
+                &blkio,
+                "blkio.throttle.write_bps_device",
+                &format!("{device} 1099511627776"),
+            );
+        }
+    }
+    let writer = TestCgroup::create(&format!("{name}/writer"), &refs);
+    let _idle = TestCgroup::create(&format!("{name}/idle"), &refs);
+    let config = SamplerConfig {
+        globs: vec![CgroupGlob::new(&format!("/{name}/*")).expect("glob")],
+        ..Default::default()
+    };
+    let mut s = Sampler::with_hierarchies(config, h.clone());
+    let written = |snap: &Snapshot, child: &str| {
+        let path = format!("/{name}/{child}");
+        let c = find(snap, &path).unwrap_or_else(|| panic!("{path} sampled"));
+        c.stats
+            .io
+            .map(|io| io.write_bytes)
+            .unwrap_or_else(|| panic!("{path} has block IO"))
+    };
+    let before = s.sample().expect("tick");
+    let (mut writer_bytes, idle_bytes) = (written(&before, "writer"), written(&before, "idle"));
+    let file = scratch.path().join("written");
+    for round in 0..8 {
+        direct_write_in(&writer.dirs, &file, 4);
+        let after = s.sample().expect("tick");
+        let now = written(&after, "writer");
+        assert!(
+            now >= writer_bytes + 4 * MIB,
+            "round {round}: 4 MiB written with direct IO; the writer's counter went from {writer_bytes} to {now}"
+        );
+        assert_eq!(
+            written(&after, "idle"),
+            idle_bytes,
+            "round {round}: the idle sibling wrote nothing"
+        );
+        writer_bytes = now;
+        // A tick with no IO carries both over unchanged.
+        let quiet = s.sample().expect("tick");
+        assert_eq!(
+            written(&quiet, "writer"),
+            writer_bytes,
+            "round {round}: no IO since"
+        );
+    }
+}
+
+/// A cgroup named like a Docker container's scope (so the agent takes it
+/// for one), in every hierarchy, with a memory limit of `limit_bytes`;
+/// and its container id, unique per test (`tag`) and process.
+fn container_scope(tag: u64, limit_bytes: u64) -> (String, TestCgroup) {
+    let (h, mounts) = host_mounts();
+    let id = format!("{:064x}", (tag << 32) + u64::from(std::process::id()));
+    let refs: Vec<&Path> = mounts.iter().map(PathBuf::as_path).collect();
+    let cg = TestCgroup::create(&format!("docker-{id}.scope"), &refs);
+    set_memory_limit(&h, &cg, limit_bytes);
+    (id, cg)
+}
+
+/// A running kernel log follower: its updates, its stop switch, its task.
+struct Follower {
+    rx: tokio::sync::mpsc::Receiver<upid_agent::inventory::SourceUpdate>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Follower {
+    /// Starts one and waits for it to say it follows the log.
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        config: upid_agent::inventory::kernel_log::KernelLogConfig,
+    ) -> Follower {
+        use upid_agent::inventory::{SourceUpdate, kernel_log};
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = rt.spawn(kernel_log::run(config, tx, shutdown));
+        let first =
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
+        assert!(
+            matches!(
+                first,
+                Ok(Some(SourceUpdate::OomWatch {
+                    since_unix_ns: Some(_)
+                }))
+            ),
+            "the kernel log is followed first: {first:?}"
+        );
+        Follower { rx, stop, task }
+    }
+
+    /// The next update about container `id`, with its source.
+    fn next_event(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        id: &str,
+    ) -> (
+        upid_agent::inventory::Source,
+        upid::wire::v1::LifecycleEvent,
+    ) {
+        use upid_agent::inventory::SourceUpdate;
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    match self.rx.recv().await {
+                        Some(SourceUpdate::Event { source, event }) if event.container_id == id => {
+                            break (source, event);
+                        }
+                        Some(_) => {}
+                        None => panic!("the follower ended early"),
+                    }
+                }
+            })
+            .await
+            .expect("an OOM kill in the kernel log within 60 s")
+        })
+    }
+
+    /// Asks it to stop and waits until it has.
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        self.stop.send(true).expect("stop");
+        rt.block_on(self.task)
+            .expect("the follower stops when asked");
+        drop(self.rx);
+    }
+}
+
+/// The kernel's own record of an OOM kill reaches the agent as an `oom`
+/// event of the container the killed task was in: a cgroup named like a
+/// Docker container scope, a 64 MiB limit, and a 256 MiB allocation in it.
+#[test]
+fn kernel_oom_kill_is_read_from_the_kernel_log() {
+    use upid::wire::v1::EventKind;
+    use upid_agent::inventory::Source;
+    use upid_agent::inventory::kernel_log::KernelLogConfig;
+
+    if prerequisites_missing() {
+        return;
+    }
+    let (id, mut cg) = container_scope(0xe2e0, 64 * MIB);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut follower = Follower::start(&rt, KernelLogConfig::default());
+    cg.spawn("stress-ng", OOM_LOAD);
+    let (source, event) = follower.next_event(&rt, &id);
+    assert_eq!(source, Source::Kernel);
+    assert_eq!(event.kind, EventKind::Oom as i32);
+    assert!(
+        event
+            .detail
+            .starts_with("the kernel OOM killer killed stress-ng")
+            && event
+                .detail
+                .ends_with("the container's memory limit was reached"),
+        "{}",
+        event.detail
+    );
+    let now = upid_agent::inventory::unix_now_ns();
+    assert!(
+        (now - event.timestamp_unix_ns) < 60_000_000_000 && event.timestamp_unix_ns <= now,
+        "stamped when read: {}",
+        event.timestamp_unix_ns
+    );
+    follower.stop(&rt);
+}
+
+/// An agent restarted with the same state directory replays the OOM kills
+/// the kernel logged while it was down, each once, stamped with when the
+/// kernel logged them, and goes on live.
+#[test]
+fn kernel_oom_kills_while_the_agent_was_down_are_replayed_once() {
+    use upid::wire::v1::LifecycleEvent;
+    use upid_agent::inventory::kernel_log::KernelLogConfig;
+    use upid_agent::inventory::unix_now_ns;
+
+    if prerequisites_missing() {
+        return;
+    }
+    let (id, mut cg) = container_scope(0xe2e1, 32 * MIB);
+    let state = tempfile::tempdir().expect("state dir");
+    let config = KernelLogConfig {
+        state_dir: Some(state.path().to_path_buf()),
+        ..KernelLogConfig::default()
+    };
+    // One kill each: dd's 256 MiB buffer cannot fit in 32 MiB.
+    let kill_one = |cg: &mut TestCgroup| {
+        cg.spawn(
+            "dd",
+            &["if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+        );
+    };
+    let pid_of = |e: &LifecycleEvent| {
+        e.detail
+            .split("(pid ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+
+    // Run 1 sees the first kill live.
+    let mut follower = Follower::start(&rt, config.clone());
+    kill_one(&mut cg);
+    let (_, first) = follower.next_event(&rt, &id);
+    follower.stop(&rt);
+
+    // Down: the second kill is only in the kernel's log.
+    let before_second = unix_now_ns();
+    kill_one(&mut cg);
+    wait_for(
+        Duration::from_secs(30),
+        "the second dd to be killed",
+        || {
+            let procs = std::fs::read_to_string(cg.dirs[0].join("cgroup.procs")).ok()?;
+            procs.trim().is_empty().then_some(())
+        },
+    );
+    let restarted = unix_now_ns();
+
+    // Run 2 replays the second kill (not the first), then goes on live.
+    let mut follower = Follower::start(&rt, config);
+    let (_, replayed) = follower.next_event(&rt, &id);
+    assert_ne!(pid_of(&replayed), pid_of(&first), "{replayed:?} {first:?}");
+    assert!(
+        replayed.timestamp_unix_ns >= before_second - 1_000_000_000
+            && replayed.timestamp_unix_ns <= restarted,
+        "stamped when the kernel logged it: {} not in [{before_second}, {restarted}]",
+        replayed.timestamp_unix_ns
+    );
+    kill_one(&mut cg);
+    let (_, live) = follower.next_event(&rt, &id);
+    assert_ne!(
+        pid_of(&live),
+        pid_of(&replayed),
+        "the next event is the live kill"
+    );
+    assert!(live.timestamp_unix_ns > restarted);
+    follower.stop(&rt);
 }

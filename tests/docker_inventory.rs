@@ -198,6 +198,7 @@ impl Watcher {
                 }
                 SourceUpdate::Degraded { reason, .. } => format!("Degraded: {reason}"),
                 SourceUpdate::Recovered { .. } => "Recovered".to_string(),
+                SourceUpdate::OomWatch { since_unix_ns } => format!("OomWatch {since_unix_ns:?}"),
                 SourceUpdate::NodeLabels { labels, .. } => format!("NodeLabels {labels:?}"),
             };
             s.push_str(&line);
@@ -267,6 +268,8 @@ fn no_degradation(w: &Watcher) {
             | SourceUpdate::Degraded { source, .. }
             | SourceUpdate::Recovered { source }
             | SourceUpdate::NodeLabels { source, .. } => *source == Source::Docker,
+            // The kernel log's, never the Docker source's.
+            SourceUpdate::OomWatch { .. } => false,
         }),
         "every update names the Docker source"
     );

@@ -84,6 +84,26 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
         "sleep",
         "3600",
     ]);
+
+    let rt = grpc::runtime();
+    let mut client =
+        rt.block_on(async { query_client(connect(&url, None).await.expect("connect"), None) });
+
+    // The labeled container: who it is, as Docker says. Waiting for it
+    // before starting the others also means the agent's Docker session is
+    // live, so the short-lived containers' events come after the point its
+    // event stream starts from (on a loaded machine the agent can take
+    // seconds to start, and an OOM kill before that is no event of its).
+    let info = wait_for(WAIT, "the labeled container's inventory", || {
+        let list = rt
+            .block_on(client.list_containers(ListContainersRequest::default()))
+            .ok()?
+            .into_inner();
+        list.containers
+            .into_iter()
+            .filter_map(|c| c.info)
+            .find(|i| i.container_id == labeled)
+    });
     docker(&[
         "run",
         "-d",
@@ -143,21 +163,6 @@ fn docker_inventory_and_lifecycle_events_reach_the_store_and_upid() {
     web_a.extend([image_a.as_str(), "sleep", "3600"]);
     docker(&web_a);
 
-    let rt = grpc::runtime();
-    let mut client =
-        rt.block_on(async { query_client(connect(&url, None).await.expect("connect"), None) });
-
-    // The labeled container: who it is, as Docker says.
-    let info = wait_for(WAIT, "the labeled container's inventory", || {
-        let list = rt
-            .block_on(client.list_containers(ListContainersRequest::default()))
-            .ok()?
-            .into_inner();
-        list.containers
-            .into_iter()
-            .filter_map(|c| c.info)
-            .find(|i| i.container_id == labeled)
-    });
     assert_eq!(info.name, name("labeled"));
     assert_eq!(
         info.labels.get("team").map(String::as_str),

@@ -753,6 +753,8 @@ fn the_compose_file_is_valid_for_docker_compose() {
         "- --tokens-file",
         "pid: host",
         "- SYS_PTRACE",
+        "- SYSLOG",
+        "- /dev/kmsg:/dev/kmsg:r",
         "UPID_NODE_NAME: docker-host",
         "- 127.0.0.1:7070:7070/tcp",
         "- 127.0.0.1:7071:7071/tcp",
@@ -932,6 +934,19 @@ fn the_compose_file_runs_a_collector_and_an_agent_that_delivers() {
     );
     assert_eq!(seen["node_name"], node.as_str(), "{seen}");
     assert_eq!(seen["workload"], "compose/collector", "{seen}");
+    // The kernel log device and SYSLOG are enough to follow OOM kills.
+    let out = Command::new("docker")
+        .args(["logs", &agent_id])
+        .output()
+        .expect("docker logs");
+    // The agent logs to stderr, which `docker logs` replays as its own.
+    let logs =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        logs.contains("following the kernel log for OOM kills")
+            && !logs.contains("cannot read the kernel log"),
+        "the agent container follows /dev/kmsg:\n{logs}"
+    );
 
     project.run(&["stop", "--timeout", "60"]);
     for id in [&collector_id, &agent_id] {

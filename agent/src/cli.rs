@@ -164,6 +164,13 @@ pub struct InventoryArgs {
     /// is followed in between).
     #[arg(long, env = "UPID_DOCKER_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
     pub docker_resync: Duration,
+    /// Kernel log device followed for OOM kills (the runtimes miss kills
+    /// of processes killed as they start).
+    #[arg(long, env = "UPID_KERNEL_LOG", default_value = crate::inventory::kernel_log::DEFAULT_KMSG_PATH)]
+    pub kernel_log: PathBuf,
+    /// Do not follow the kernel log: OOM kills come from the runtimes alone.
+    #[arg(long, env = "UPID_NO_KERNEL_LOG")]
+    pub no_kernel_log: bool,
 }
 
 /// When to watch Kubernetes.
@@ -196,6 +203,12 @@ impl InventoryArgs {
             kube: kube.then(|| KubeConfig {
                 node_name: node_name.to_string(),
                 ..KubeConfig::default()
+            }),
+            kernel_log: (!self.no_kernel_log).then(|| {
+                crate::inventory::kernel_log::KernelLogConfig {
+                    path: self.kernel_log.clone(),
+                    state_dir: None,
+                }
             }),
             full_every: self.inventory_full_every,
         }
@@ -352,7 +365,12 @@ fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let (interval, count) = (args.interval, args.count);
-    let inventory_config = args.inventory.config(&node_name);
+    let mut inventory_config = args.inventory.config(&node_name);
+    // The kernel log's read position lives beside the spool, so a
+    // restarted agent replays the OOM kills it missed.
+    if let Some(kernel_log) = inventory_config.kernel_log.as_mut() {
+        kernel_log.state_dir = Some(args.spool_dir.clone());
+    }
     let (stats, signalled) = runtime.block_on(async move {
         let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(4);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -556,6 +556,18 @@ fn agent_problems(docs: &[Value], p: &mut Vec<String>) {
         )),
         None => {}
     }
+    // The kernel log: an unprivileged container cannot open /dev/kmsg, so
+    // the agent is told not to try (else it warns at every start).
+    let kmsg_usable = c["securityContext"]["privileged"] == true
+        && arr(&c["volumeMounts"])
+            .iter()
+            .any(|m| m["mountPath"] == "/dev/kmsg");
+    let no_kernel_log = env_entry(c, "UPID_NO_KERNEL_LOG").map(|e| &e["value"]);
+    if !kmsg_usable && no_kernel_log != Some(&json!("true")) {
+        p.push(format!(
+            "DaemonSet/{AGENT}: UPID_NO_KERNEL_LOG \"true\" without a privileged container and /dev/kmsg"
+        ));
+    }
     if let Some(req) = c["resources"]["requests"]["memory"]
         .as_str()
         .and_then(memory_bytes)

@@ -33,9 +33,10 @@ use tracing::{debug, warn};
 
 pub use record::container_info;
 
+use super::shutdown_requested;
 use super::{Source, SourceUpdate};
 use backoff::Backoff;
-use session::{End, Endpoint, Link, Session, shutdown_requested};
+use session::{End, Endpoint, Link, Session};
 
 /// The Engine's socket when neither the config nor `DOCKER_HOST` names one.
 pub const DEFAULT_SOCKET_PATH: &str = "/var/run/docker.sock";

@@ -1,7 +1,8 @@
 //! Who each sampled container is, and what happens to it: inventory from
 //! the container runtime ([`docker`], through its API) and from Kubernetes
 //! ([`kube`], the pods of this node), joined by container id in
-//! [`tracker::Tracker`], which also turns changes into lifecycle events.
+//! [`tracker::Tracker`], which also turns changes into lifecycle events;
+//! OOM kills also straight from the kernel's log ([`kernel_log`]).
 //!
 //! Sources run as tasks and send [`SourceUpdate`]s over a channel; the
 //! tracker merges them and, every tick, hands the shipper what changed
@@ -12,10 +13,12 @@
 
 pub mod docker;
 pub mod image;
+pub mod kernel_log;
 pub mod kube;
 pub mod service;
 pub mod tracker;
 
+use tokio::sync::watch;
 use upid::wire::v1;
 
 pub use service::{InventoryConfig, InventoryHandle};
@@ -28,6 +31,8 @@ pub enum Source {
     Docker,
     /// The Kubernetes API (kube): pods of this node and their owners.
     Kubernetes,
+    /// The kernel log (`/dev/kmsg`): OOM kills only, never records.
+    Kernel,
 }
 
 impl Source {
@@ -36,6 +41,7 @@ impl Source {
         match self {
             Source::Docker => "docker",
             Source::Kubernetes => "kubernetes",
+            Source::Kernel => "kernel",
         }
     }
 }
@@ -89,6 +95,14 @@ pub enum SourceUpdate {
         /// What is wrong, for a person.
         reason: String,
     },
+    /// The kernel log is followed for OOM kills from `since_unix_ns` on
+    /// (`Some`), or no longer (`None`): while it is, every OOM kill after
+    /// that time comes from it, and the runtimes' reports of the same
+    /// kills are not passed on a second time.
+    OomWatch {
+        /// When following started; `None` when it stopped.
+        since_unix_ns: Option<i64>,
+    },
     /// The source works again after [`SourceUpdate::Degraded`].
     Recovered {
         /// Which source.
@@ -111,4 +125,16 @@ pub fn unix_now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Returns once `shutdown` is true or its sender is gone.
+pub async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use upid::wire::v1;
 
 use super::docker::{self, DockerConfig};
+use super::kernel_log::{self, KernelLogConfig};
 use super::kube::{self, KubeConfig};
 use super::tracker::{DEFAULT_FULL_EVERY, Tracker};
 use super::{Source, SourceUpdate, unix_now_ns};
@@ -21,6 +22,8 @@ pub struct InventoryConfig {
     pub docker: Option<DockerConfig>,
     /// Kubernetes; `None` disables it.
     pub kube: Option<KubeConfig>,
+    /// OOM kills from the kernel log; `None` disables it.
+    pub kernel_log: Option<KernelLogConfig>,
     /// Time between full inventory snapshots.
     pub full_every: Duration,
 }
@@ -30,6 +33,7 @@ impl Default for InventoryConfig {
         InventoryConfig {
             docker: Some(DockerConfig::default()),
             kube: None,
+            kernel_log: Some(KernelLogConfig::default()),
             full_every: DEFAULT_FULL_EVERY,
         }
     }
@@ -72,6 +76,13 @@ impl InventoryHandle {
         if let Some(kube_config) = config.kube {
             tasks.push(tokio::spawn(kube::run(
                 kube_config,
+                tx.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(kernel_config) = config.kernel_log {
+            tasks.push(tokio::spawn(kernel_log::run(
+                kernel_config,
                 tx.clone(),
                 shutdown.clone(),
             )));

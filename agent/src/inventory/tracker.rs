@@ -11,6 +11,13 @@
 //! - `oom` with a die whose reason is an OOM kill, for sources that do not
 //!   report OOM kills themselves (Docker reports them as events; a process
 //!   OOM-killed inside a container that keeps running is only visible so),
+//! - while the kernel log is followed ([`super::kernel_log`]), `oom` from
+//!   the kernel for every kill; a runtime's report of an OOM kill is then
+//!   held for [`OOM_HOLD`] and dropped when the kernel reported a kill of
+//!   that container within [`OOM_MATCH_NS`] of it (a runtime that missed
+//!   the kill, as Docker does for processes killed at start, is made good
+//!   by the kernel's report, and a die with exit 137 after a kernel-reported
+//!   kill reads `OOMKilled`),
 //! - `restart` when the restart count rises, also across the new container
 //!   id Kubernetes gives every restart (tracked per pod and container name),
 //! - `health_change` and `image_change` between two known values,
@@ -21,7 +28,7 @@
 //! events by container, kind and time, so the START an agent derives again
 //! after its own restart is stored once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,6 +38,18 @@ use super::{Source, SourceUpdate};
 
 /// Default interval between full inventory snapshots.
 pub const DEFAULT_FULL_EVERY: Duration = Duration::from_secs(600);
+
+/// How long a runtime's OOM report waits for the kernel's report of the
+/// same kill while the kernel log is followed (the kernel's normally comes
+/// first: it is logged before the process is even gone).
+pub const OOM_HOLD: Duration = Duration::from_secs(2);
+
+/// A runtime's and the kernel's report of an OOM kill in one container
+/// this close in time are the same kill.
+pub const OOM_MATCH_NS: i64 = 10_000_000_000;
+
+/// Kernel-reported OOM kill times kept per container.
+const KERNEL_OOMS_KEPT: usize = 16;
 
 /// The merged inventory of one node and what changed since the last batch.
 #[derive(Debug)]
@@ -47,6 +66,14 @@ pub struct Tracker {
     /// Containers whose source reported an OOM kill as an event of its own
     /// (Docker's `oom`) that no die has consumed yet.
     oom_reported: HashSet<String>,
+    /// The kernel log is followed (since this time): runtime OOM reports
+    /// are held for the kernel's.
+    kernel_oom_since_ns: Option<i64>,
+    /// Times of the kernel-reported OOM kills of each container, newest
+    /// last, at most [`KERNEL_OOMS_KEPT`].
+    kernel_ooms: HashMap<String, VecDeque<i64>>,
+    /// Runtime OOM reports waiting for the kernel's, with their arrival.
+    held_ooms: Vec<(Instant, LifecycleEvent)>,
     /// The node's labels per source; Kubernetes' win over Docker's.
     node_labels: BTreeMap<Source, BTreeMap<String, String>>,
     /// Node labels changed since the last batch.
@@ -71,6 +98,9 @@ impl Tracker {
             removed: BTreeSet::new(),
             events: Vec::new(),
             oom_reported: HashSet::new(),
+            kernel_oom_since_ns: None,
+            kernel_ooms: HashMap::new(),
+            held_ooms: Vec::new(),
             node_labels: BTreeMap::new(),
             node_labels_changed: false,
             degraded: BTreeMap::new(),
@@ -135,12 +165,32 @@ impl Tracker {
                 }
                 self.recompute(&container_id, now_unix_ns);
             }
-            SourceUpdate::Event { event, .. } => {
-                if !event.container_id.is_empty() {
-                    if event.kind == EventKind::Oom as i32 {
-                        self.oom_reported.insert(event.container_id.clone());
-                    }
+            SourceUpdate::Event { source, event } => {
+                if event.container_id.is_empty() {
+                    return;
+                }
+                if event.kind != EventKind::Oom as i32 {
                     self.events.push(event);
+                } else if source == Source::Kernel {
+                    let id = event.container_id.clone();
+                    let times = self.kernel_ooms.entry(id.clone()).or_default();
+                    if times.len() == KERNEL_OOMS_KEPT {
+                        times.pop_front();
+                    }
+                    times.push_back(event.timestamp_unix_ns);
+                    self.events.push(event);
+                    // The record may read OOMKilled now (see with_kernel_oom).
+                    self.recompute(&id, now_unix_ns);
+                } else {
+                    self.oom_reported.insert(event.container_id.clone());
+                    self.runtime_oom(event);
+                }
+            }
+            SourceUpdate::OomWatch { since_unix_ns } => {
+                self.kernel_oom_since_ns = since_unix_ns;
+                if since_unix_ns.is_none() {
+                    // Nothing will confirm the held reports any more.
+                    self.release_held_ooms(None);
                 }
             }
             SourceUpdate::Degraded { source, reason } => {
@@ -179,6 +229,7 @@ impl Tracker {
     /// else the changes since the previous call; `None` when nothing
     /// changed.
     pub fn take(&mut self, now: Instant) -> Option<v1::Inventory> {
+        self.release_held_ooms(Some(now));
         let full_due = self.waiting_for.is_empty()
             && !self.by_source.is_empty()
             && self.next_full.is_none_or(|at| now >= at);
@@ -249,7 +300,7 @@ impl Tracker {
             .by_source
             .get(&Source::Kubernetes)
             .and_then(|m| m.get(id));
-        let new = merge(docker, kube);
+        let new = merge(docker, kube).map(|c| self.with_kernel_oom(c));
         let old = self.merged.get(id).cloned();
         match (old, new) {
             (None, None) => {}
@@ -258,6 +309,7 @@ impl Tracker {
                 self.changed.remove(id);
                 self.removed.insert(id.to_string());
                 self.oom_reported.remove(id);
+                self.kernel_ooms.remove(id);
                 self.events.push(event(id, EventKind::Destroy, now_unix_ns));
             }
             (old, Some(new)) => {
@@ -265,12 +317,81 @@ impl Tracker {
                     return;
                 }
                 let events = self.derive_events(old.as_ref(), &new, now_unix_ns);
-                self.events.extend(events);
+                for e in events {
+                    if e.kind == EventKind::Oom as i32 {
+                        self.runtime_oom(e);
+                    } else {
+                        self.events.push(e);
+                    }
+                }
                 self.removed.remove(id);
                 self.changed.insert(id.to_string());
                 self.merged.insert(id.to_string(), new);
             }
         }
+    }
+
+    /// A runtime's report of an OOM kill: passed on at once unless the
+    /// kernel log is followed; then held for the kernel's report (or
+    /// dropped at once when the kernel's is already in).
+    fn runtime_oom(&mut self, event: LifecycleEvent) {
+        if self.kernel_oom_since_ns.is_none() {
+            self.events.push(event);
+        } else if !self.kernel_reported(&event) {
+            self.held_ooms.push((Instant::now(), event));
+        }
+    }
+
+    /// The kernel reported an OOM kill of `event`'s container close to its
+    /// time.
+    fn kernel_reported(&self, event: &LifecycleEvent) -> bool {
+        self.kernel_ooms
+            .get(&event.container_id)
+            .is_some_and(|times| {
+                times
+                    .iter()
+                    .any(|t| t.abs_diff(event.timestamp_unix_ns) <= OOM_MATCH_NS.unsigned_abs())
+            })
+    }
+
+    /// Passes on the held runtime OOM reports that the kernel did not
+    /// match within [`OOM_HOLD`] of their arrival (`now`; all of them when
+    /// `None`) and drops those it did.
+    fn release_held_ooms(&mut self, now: Option<Instant>) {
+        let held = std::mem::take(&mut self.held_ooms);
+        for (arrived, event) in held {
+            if self.kernel_reported(&event) {
+                continue;
+            }
+            if now.is_none_or(|now| now >= arrived + OOM_HOLD) {
+                self.events.push(event);
+            } else {
+                self.held_ooms.push((arrived, event));
+            }
+        }
+    }
+
+    /// A record that exited with 137 after a kernel-reported OOM kill in
+    /// its last run reads `OOMKilled`, as the runtime would have said had
+    /// it seen the kill.
+    fn with_kernel_oom(&self, mut c: ContainerInfo) -> ContainerInfo {
+        if c.oom_killed || c.exit_code != Some(137) {
+            return c;
+        }
+        let (Some(finished), Some(times)) =
+            (c.finished_unix_ns, self.kernel_ooms.get(&c.container_id))
+        else {
+            return c;
+        };
+        let started = c.started_unix_ns.unwrap_or(0);
+        if finished >= started
+            && times
+                .iter()
+                .any(|t| *t >= started && *t <= finished.saturating_add(OOM_MATCH_NS))
+        {
+            c.oom_killed = true;
+        }
+        c
     }
 
     fn derive_events(
@@ -793,6 +914,145 @@ mod tests {
         assert_eq!(
             m.sources,
             vec!["docker".to_string(), "kubernetes".to_string()]
+        );
+    }
+    const S: i64 = 1_000_000_000;
+
+    fn kernel_oom(at: i64) -> SourceUpdate {
+        let mut e = event(ID, EventKind::Oom, at);
+        e.detail = "the kernel OOM killer killed dd (pid 7)".into();
+        SourceUpdate::Event {
+            source: Source::Kernel,
+            event: e,
+        }
+    }
+
+    fn watched_running() -> (Tracker, ContainerInfo) {
+        let mut t = Tracker::new(&[Source::Docker], DEFAULT_FULL_EVERY);
+        t.apply(
+            SourceUpdate::OomWatch {
+                since_unix_ns: Some(50 * S),
+            },
+            50 * S,
+        );
+        let mut c = docker(v1::ContainerState::Running);
+        c.started_unix_ns = Some(100 * S);
+        t.apply(
+            SourceUpdate::Full {
+                source: Source::Docker,
+                containers: vec![c.clone()],
+            },
+            100 * S,
+        );
+        (t, c)
+    }
+
+    fn exited_137(mut c: ContainerInfo, oom_killed: bool) -> ContainerInfo {
+        c.state = v1::ContainerState::Exited as i32;
+        c.exit_code = Some(137);
+        c.oom_killed = oom_killed;
+        c.finished_unix_ns = Some(101 * S);
+        c
+    }
+
+    #[test]
+    fn the_kernel_makes_good_a_kill_the_runtime_missed() {
+        let (mut t, c) = watched_running();
+        let now = Instant::now();
+        t.take(now);
+        t.apply(kernel_oom(101 * S), 101 * S);
+        t.apply(upsert(exited_137(c, false)), 101 * S);
+        let inv = t.take(now + OOM_HOLD * 2).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::Oom, EventKind::Die]);
+        assert_eq!(
+            inv.events[0].detail,
+            "the kernel OOM killer killed dd (pid 7)"
+        );
+        assert_eq!(inv.events[1].detail, "exit 137 (OOMKilled)");
+        assert!(
+            t.get(ID).is_some_and(|r| r.oom_killed),
+            "the record says so too"
+        );
+        assert!(t.take(now + OOM_HOLD * 4).is_none(), "and nothing later");
+    }
+
+    #[test]
+    fn a_kill_reported_by_the_runtime_and_the_kernel_is_one_event() {
+        for kernel_first in [true, false] {
+            let (mut t, c) = watched_running();
+            let now = Instant::now();
+            t.take(now);
+            let docker_oom = SourceUpdate::Event {
+                source: Source::Docker,
+                event: event(ID, EventKind::Oom, 100 * S + 5),
+            };
+            if kernel_first {
+                t.apply(kernel_oom(100 * S + 9), 101 * S);
+                t.apply(docker_oom, 101 * S);
+            } else {
+                t.apply(docker_oom, 101 * S);
+                t.apply(upsert(exited_137(c.clone(), true)), 101 * S);
+                t.apply(kernel_oom(100 * S + 9), 101 * S);
+            }
+            t.apply(upsert(exited_137(c, true)), 101 * S);
+            let inv = t.take(now + OOM_HOLD * 2).unwrap_or_default();
+            let (expected, oom) = if kernel_first {
+                (vec![EventKind::Oom, EventKind::Die], 0)
+            } else {
+                (vec![EventKind::Die, EventKind::Oom], 1)
+            };
+            assert_eq!(kinds(&inv), expected, "kernel first: {kernel_first}");
+            assert!(inv.events[oom].detail.starts_with("the kernel"));
+            assert!(t.take(now + OOM_HOLD * 4).is_none(), "nothing held back");
+        }
+    }
+
+    #[test]
+    fn a_runtime_report_the_kernel_never_confirms_goes_out_after_the_hold() {
+        let (mut t, c) = watched_running();
+        let now = Instant::now();
+        t.take(now);
+        t.apply(upsert(exited_137(c, true)), 101 * S);
+        let inv = t.take(now).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::Die], "the oom is held");
+        let inv = t.take(Instant::now() + OOM_HOLD).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::Oom]);
+        assert_eq!(inv.events[0].timestamp_unix_ns, 101 * S);
+    }
+
+    #[test]
+    fn held_reports_go_out_when_the_kernel_log_stops() {
+        let (mut t, _) = watched_running();
+        let now = Instant::now();
+        t.take(now);
+        t.apply(
+            SourceUpdate::Event {
+                source: Source::Docker,
+                event: event(ID, EventKind::Oom, 100 * S),
+            },
+            101 * S,
+        );
+        assert!(t.take(now).is_none(), "held");
+        t.apply(
+            SourceUpdate::OomWatch {
+                since_unix_ns: None,
+            },
+            102 * S,
+        );
+        assert_eq!(
+            kinds(&t.take(now).unwrap_or_default()),
+            vec![EventKind::Oom]
+        );
+    }
+
+    #[test]
+    fn a_kill_in_an_earlier_run_does_not_mark_a_later_exit() {
+        let (mut t, c) = watched_running();
+        t.apply(kernel_oom(90 * S), 100 * S);
+        t.apply(upsert(exited_137(c, false)), 101 * S);
+        assert!(
+            t.get(ID).is_some_and(|r| !r.oom_killed),
+            "killed before this run started"
         );
     }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use upid::wire::v1;
 
 use super::record::{container_info, is_full_id};
-use crate::inventory::{Source, SourceUpdate};
+use crate::inventory::{Source, SourceUpdate, shutdown_requested};
 
 /// Seconds a single API call may take before it counts as failed (the
 /// events stream only needs its response headers within this time).
@@ -519,18 +519,6 @@ enum Inspected {
     Gone,
     /// The daemon answered something unusable (counted, logged).
     Skipped,
-}
-
-/// Returns once `shutdown` is true or its sender is gone.
-pub async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
-    loop {
-        if *shutdown.borrow_and_update() {
-            return;
-        }
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 fn is_data_error(e: &DockerError) -> bool {
