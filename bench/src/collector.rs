@@ -292,6 +292,9 @@ pub struct CollectorBenchReport {
     pub store: StoreSize,
     /// Collector peak resident memory over both modes (`VmHWM`).
     pub collector_hwm_bytes: u64,
+    /// Periodic rollups the collector ran over both modes, and their
+    /// seconds in all (its `/metrics`).
+    pub rollups: (u64, f64),
     /// The storage comparison, unless `--storage-ticks 0`.
     pub storage: Option<StorageReport>,
 }
@@ -479,6 +482,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         );
     }
     let collector_hwm_bytes = collector.memory()?.hwm_bytes;
+    let rollups = (final_scrape.rollups as u64, final_scrape.rollup_seconds);
     eprintln!("stopping upid-collector (SIGTERM: final commits and checkpoint)");
     let stopped = collector.stop(STOP_TIMEOUT)?;
     drop(collector);
@@ -519,6 +523,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         latency,
         store,
         collector_hwm_bytes,
+        rollups,
         storage,
     })
 }
@@ -817,6 +822,10 @@ impl CollectorBenchReport {
             "collector peak RSS (VmHWM) {}",
             human(self.collector_hwm_bytes as f64, "bytes")
         ));
+        line(format!(
+            "periodic rollups: {} taking {:.2} s in all",
+            self.rollups.0, self.rollups.1
+        ));
         let s = &self.store;
         line(format!(
             "store after both modes: {} for {} container samples ({} values) = {:.3} bytes per value; shutdown with checkpoint {:.1} s",
@@ -903,6 +912,7 @@ impl CollectorBenchReport {
                 "usage": self.latency.usage.to_json(),
             },
             "collector_hwm_bytes": self.collector_hwm_bytes,
+            "rollups": {"count": self.rollups.0, "seconds": self.rollups.1},
             "store": self.store.to_json(),
             "storage": self.storage.as_ref().map(|s| json!({
                 "ticks": s.ticks,

@@ -99,6 +99,10 @@ pub struct Scrape {
     pub batches_rejected: f64,
     /// `upid_collector_rate_limited_total`.
     pub rate_limited: f64,
+    /// `upid_collector_rollup_duration_seconds_count`: periodic rollups run.
+    pub rollups: f64,
+    /// `upid_collector_rollup_duration_seconds_sum`: their seconds.
+    pub rollup_seconds: f64,
 }
 
 /// Reads the counters above from a Prometheus text exposition (absent ones
@@ -118,6 +122,8 @@ pub fn parse_scrape(text: &str) -> Scrape {
             "upid_collector_batches_duplicate_total" => &mut s.batches_duplicate,
             "upid_collector_batches_rejected_total" => &mut s.batches_rejected,
             "upid_collector_rate_limited_total" => &mut s.rate_limited,
+            "upid_collector_rollup_duration_seconds_count" => &mut s.rollups,
+            "upid_collector_rollup_duration_seconds_sum" => &mut s.rollup_seconds,
             _ => continue,
         };
         *slot = value;

@@ -20,6 +20,12 @@ pub struct Machine {
     pub unified_mount: Option<String>,
     /// v1 hierarchies, `controller=mount`.
     pub v1_mounts: Vec<String>,
+    /// Whether the kernel counts cgroup v1 block IO: the `blkio` root's
+    /// recursive byte counter lists a device (it lists none until a
+    /// throttle rule was set since boot; docs/metrics.md). `None` without a
+    /// readable v1 `blkio` hierarchy. When it does not count, the agent
+    /// reads no block IO files at all, which changes its cost.
+    pub v1_block_io_counted: Option<bool>,
 }
 
 impl Machine {
@@ -49,7 +55,17 @@ impl Machine {
                     })
             })
             .map_or(0, |kib| kib * 1024);
+        let v1_block_io_counted = hierarchies
+            .v1_controller("blkio")
+            .and_then(|m| {
+                std::fs::read_to_string(m.join("blkio.throttle.io_service_bytes_recursive")).ok()
+            })
+            .map(|text| {
+                text.lines()
+                    .any(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            });
         Machine {
+            v1_block_io_counted,
             cpus: std::thread::available_parallelism().map_or(0, usize::from),
             cpu_model,
             kernel,
@@ -77,13 +93,14 @@ impl Machine {
             "cgroup_layout": self.cgroup_layout,
             "unified_mount": self.unified_mount,
             "v1_mounts": self.v1_mounts,
+            "v1_block_io_counted": self.v1_block_io_counted,
         })
     }
 
     /// One line for people.
     pub fn summary(&self) -> String {
         format!(
-            "{} CPUs ({}), {:.1} GiB, kernel {}, cgroups {} ({} v1 hierarchies{})",
+            "{} CPUs ({}), {:.1} GiB, kernel {}, cgroups {} ({} v1 hierarchies{}{})",
             self.cpus,
             self.cpu_model,
             self.memory_bytes as f64 / (1u64 << 30) as f64,
@@ -94,6 +111,11 @@ impl Machine {
                 .as_deref()
                 .map(|u| format!(", cgroup2 at {u}"))
                 .unwrap_or_default(),
+            match self.v1_block_io_counted {
+                Some(true) => ", v1 block IO counted",
+                Some(false) => ", v1 block IO NOT counted (no throttle rule since boot)",
+                None => "",
+            },
         )
     }
 }

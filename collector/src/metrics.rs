@@ -92,6 +92,12 @@ pub struct Metrics {
     pub streams_opened: AtomicU64,
     /// Batches received to ack sent.
     pub ack_latency: Histogram,
+    /// Duration of each periodic rollup of samples into `usage`.
+    pub rollup_duration: Histogram,
+    /// `usage` rows the periodic rollups wrote.
+    pub rollup_rows: AtomicU64,
+    /// Periodic rollups that failed (the next one retries).
+    pub rollup_failures: AtomicU64,
     /// What retention dropped and measured.
     pub retention: crate::store::RetentionCounters,
     /// Periodic Parquet reports' counters.
@@ -321,6 +327,24 @@ impl Metrics {
         );
         self.ack_latency
             .render(&mut out, "upid_collector_ack_latency_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP upid_collector_rollup_duration_seconds Duration of each periodic rollup of agent samples into usage.\n# TYPE upid_collector_rollup_duration_seconds histogram"
+        );
+        self.rollup_duration
+            .render(&mut out, "upid_collector_rollup_duration_seconds", "");
+        counter(
+            &mut out,
+            "upid_collector_rollup_rows_total",
+            "Usage rows the periodic rollups wrote.",
+            load(&self.rollup_rows),
+        );
+        counter(
+            &mut out,
+            "upid_collector_rollup_failures_total",
+            "Periodic rollups that failed (the next one retries).",
+            load(&self.rollup_failures),
+        );
 
         let queries = self
             .query_latency
@@ -446,6 +470,9 @@ mod tests {
             "upid_collector_batches_rejected_total 0",
             "upid_collector_container_samples_stored_total 0",
             "upid_collector_ack_latency_seconds_count 0",
+            "upid_collector_rollup_duration_seconds_count 0",
+            "upid_collector_rollup_rows_total 0",
+            "upid_collector_rollup_failures_total 0",
             "upid_collector_agents_connected 2",
             "upid_collector_rate_limited_total 0",
             "upid_collector_auth_failures_total 0",

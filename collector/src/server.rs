@@ -323,7 +323,12 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
-    let rollup_task = tokio::spawn(run_rollups(rollup, ROLLUP_EVERY, stop_rx.clone()));
+    let rollup_task = tokio::spawn(run_rollups(
+        rollup,
+        ROLLUP_EVERY,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let max = settings.max_message_bytes;
     let agent_service = InterceptedService::new(
         // Batches come zstd-compressed; the answers (Welcome, Acks) are a
@@ -511,6 +516,7 @@ pub const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 async fn run_rollups(
     rollup: Arc<std::sync::Mutex<Rollup>>,
     every: Duration,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -522,12 +528,28 @@ async fn run_rollups(
         };
         let r = rollup.clone();
         let done = tokio::task::spawn_blocking(move || {
-            r.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .run()
+            let mut rollup = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Timed once the lock is held: retention's own rollup is not
+            // this one's.
+            let started = std::time::Instant::now();
+            rollup.run().map(|stats| (stats, started.elapsed()))
         })
         .await;
-        match done {
+        match &done {
+            Ok(Ok((stats, took))) => {
+                metrics.rollup_duration.observe(*took);
+                metrics
+                    .rollup_rows
+                    .fetch_add(stats.rows, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Err(_)) => {
+                metrics
+                    .rollup_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+        match done.map(|r| r.map(|(stats, _)| stats)) {
             Ok(Ok(stats)) if stats.rows > 0 => {
                 tracing::debug!(
                     nodes = stats.nodes,

@@ -1064,91 +1064,6 @@ async fn the_writer_isolates_a_batch_that_fails_its_group() {
     writer.shutdown().await.expect("shutdown");
 }
 
-/// A realistic tick of one simulated node: `containers` Docker containers
-/// whose counters move with `tick`.
-fn realistic_batch(agent: usize, containers: usize, seq: u64) -> Batch {
-    let tick = T0 + seq as i64 * 10 * SEC;
-    let samples = (0..containers)
-        .map(|c| {
-            let id = format!("{agent:08x}{c:08x}{}", "e".repeat(48));
-            let k = seq * (c as u64 + 1);
-            let mut s = counters_sample(
-                &id,
-                tick + c as i64 * 1000,
-                k * 37_000_000,
-                seq * 100,
-                seq * (c as u64 % 3),
-                0,
-                (200 << 20) + (k % 17) * 4096,
-                (210 << 20) + (k % 13) * 4096,
-                Some(4_026_532_000 + c as u64),
-            );
-            s.identity = Some(CgroupIdentity {
-                cgroup_path: format!("/system.slice/docker-{id}.scope"),
-                runtime: Runtime::Docker as i32,
-                container_id: id,
-                ..Default::default()
-            });
-            s
-        })
-        .collect();
-    batch(
-        &format!("agent-{agent}"),
-        &format!("node-{agent}"),
-        seq,
-        tick,
-        samples,
-        vec![],
-    )
-}
-
-/// Not a test: how fast `Store::ingest` stores realistic groups, printed
-/// for profiling (timing claims live in `bench/`). Run with
-/// `cargo test --workspace --test store -- --ignored --nocapture ingest_throughput`;
-/// `UPID_PROBE_TICKS` (default 20) sets the ticks of 100 agents × 50
-/// containers, `UPID_PROBE_GROUP` (default 100) the batches per transaction.
-#[test]
-#[ignore = "a measurement, not a test"]
-fn ingest_throughput() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let agents = 100;
-    let containers = 50;
-    let ticks = env("UPID_PROBE_TICKS", 20) as u64;
-    let group = env("UPID_PROBE_GROUP", 100).max(1);
-    let dir = TempDir::new();
-    let path = dir.path("upid.duckdb");
-    let mut store = Store::open(&path).expect("open");
-    let batches: Vec<Batch> = (1..=ticks)
-        .flat_map(|seq| (0..agents).map(move |a| realistic_batch(a, containers, seq)))
-        .collect();
-    let started = std::time::Instant::now();
-    let mut samples = 0usize;
-    let groups: Vec<&[Batch]> = batches.chunks(group).collect();
-    for (i, group) in groups.iter().enumerate() {
-        let t = std::time::Instant::now();
-        let outcomes = store.ingest(group).expect("ingest");
-        samples += outcomes.len() * containers;
-        if i < 3 || i + 1 == groups.len() {
-            eprintln!("group {i}: {} batches in {:?}", group.len(), t.elapsed());
-        }
-    }
-    let elapsed = started.elapsed();
-    let t = std::time::Instant::now();
-    store.checkpoint().expect("checkpoint");
-    let checkpoint = t.elapsed();
-    drop(store);
-    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-    eprintln!(
-        "{samples} samples in {elapsed:?}: {:.0} samples/s; checkpoint {checkpoint:?}; file {bytes} bytes",
-        samples as f64 / elapsed.as_secs_f64()
-    );
-}
-
 /// A large group holds several ticks of the same containers (the writer
 /// groups up to thousands of batches under load): every sample is stored,
 /// and the container rows end as if the ticks had come one by one, across
@@ -1230,102 +1145,6 @@ fn a_group_with_many_ticks_of_the_same_containers_keeps_the_newest_facts() {
     );
 }
 
-/// Not a test: bytes on disk per column of `container_samples` in the
-/// store at `UPID_PROBE_STORE` (e.g. one kept by `upid-bench collector
-/// --keep`), each column copied alone into a fresh database, in stored row
-/// order and sorted by container and time. Run with
-/// `UPID_PROBE_STORE=... cargo test --workspace --test store -- --ignored --nocapture column_sizes`.
-#[test]
-#[ignore = "a measurement, not a test"]
-fn column_sizes() {
-    let Ok(source) = std::env::var("UPID_PROBE_STORE") else {
-        eprintln!("set UPID_PROBE_STORE to a store file");
-        return;
-    };
-    let dir = TempDir::new();
-    let size_of = |select: &str, name: &str| -> u64 {
-        let path = dir.path(&format!("{name}.duckdb"));
-        let conn = duckdb::Connection::open(&path).expect("open copy");
-        conn.execute_batch(&format!(
-            "ATTACH '{source}' AS src (READ_ONLY); CREATE TABLE t AS {select}; CHECKPOINT; DETACH src;"
-        ))
-        .expect("copy");
-        drop(conn);
-        std::fs::metadata(&path).map_or(0, |m| m.len())
-    };
-    let empty = size_of("SELECT 1 AS x", "empty");
-    let rows = {
-        let conn = duckdb::Connection::open(&source).expect("open source");
-        let rows: i64 = conn
-            .query_row("SELECT count(*) FROM container_samples", [], |r| r.get(0))
-            .expect("count");
-        rows as f64
-    };
-    eprintln!("{rows} rows; an empty database is {empty} bytes");
-    {
-        let conn = duckdb::Connection::open(&source).expect("open source");
-        let (blocks, used, free): (i64, i64, i64) = conn
-            .query_row(
-                "SELECT total_blocks, used_blocks, free_blocks FROM pragma_database_size()",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .expect("database_size");
-        eprintln!("blocks: {blocks} total, {used} used, {free} free");
-    }
-    for table in [
-        "container_samples",
-        "batches",
-        "node_samples",
-        "network_samples",
-        "containers",
-        "agents",
-        "nodes",
-    ] {
-        let bytes = size_of(&format!("SELECT * FROM src.{table}"), table);
-        eprintln!(
-            "table {table:<20} {:>12} bytes",
-            bytes.saturating_sub(empty)
-        );
-    }
-    eprintln!("{:<28} {:>12} {:>12}", "column", "B/row", "B/row sorted");
-    let columns: Vec<String> = {
-        let conn = duckdb::Connection::open(&source).expect("open source");
-        let mut stmt = conn
-            .prepare(
-                "SELECT column_name FROM information_schema.columns
-                 WHERE table_name = 'container_samples' ORDER BY ordinal_position",
-            )
-            .expect("columns");
-        stmt.query_map([], |r| r.get(0))
-            .expect("columns")
-            .collect::<Result<_, _>>()
-            .expect("columns")
-    };
-    let (mut total, mut total_sorted) = (0.0, 0.0);
-    for column in &columns {
-        let plain = size_of(
-            &format!("SELECT {column} FROM src.container_samples"),
-            column,
-        );
-        let sorted = size_of(
-            &format!(
-                "SELECT {column} FROM src.container_samples ORDER BY container_sk, ts_unix_ns"
-            ),
-            &format!("{column}_sorted"),
-        );
-        let per_row = |bytes: u64| bytes.saturating_sub(empty) as f64 / rows;
-        total += per_row(plain);
-        total_sorted += per_row(sorted);
-        eprintln!(
-            "{column:<28} {:>12.3} {:>12.3}",
-            per_row(plain),
-            per_row(sorted)
-        );
-    }
-    eprintln!("{:<28} {total:>12.3} {total_sorted:>12.3}", "total");
-}
-
 /// A usage row as the rollup wrote it: (minute, interval_s, cpu_cores,
 /// throttled, working set, peak, oom kills, rx, tx, kind, workload).
 type UsageRow = (
@@ -1377,6 +1196,18 @@ fn usage_rows(path: &Path, key: &str) -> Vec<UsageRow> {
 /// one 150 MiB peak and one OOM kill in the second minute, and its network
 /// namespace moving 1000 B in and 2000 B out per tick.
 fn rollup_batches(id: &str, agent: &str, m0: i64, ticks: u64, first_seq: u64) -> Vec<Batch> {
+    rollup_batches_on("node-r", id, agent, m0, ticks, first_seq)
+}
+
+/// [`rollup_batches`] from an agent on `node`.
+fn rollup_batches_on(
+    node: &str,
+    id: &str,
+    agent: &str,
+    m0: i64,
+    ticks: u64,
+    first_seq: u64,
+) -> Vec<Batch> {
     const MIB: u64 = 1024 * 1024;
     (0..ticks)
         .map(|k| {
@@ -1394,14 +1225,7 @@ fn rollup_batches(id: &str, agent: &str, m0: i64, ticks: u64, first_seq: u64) ->
             );
             let mut network = net(7, 1000 * k);
             network.tx_bytes = 2000 * k;
-            batch(
-                agent,
-                "node-r",
-                first_seq + k,
-                ts,
-                vec![sample],
-                vec![network],
-            )
+            batch(agent, node, first_seq + k, ts, vec![sample], vec![network])
         })
         .collect()
 }
@@ -1458,6 +1282,87 @@ fn samples_roll_up_into_minutes_and_a_late_batch_recomputes_its_minute_once() {
     assert_eq!(rows[0].5, Some(100 * MIB));
     assert_eq!((rows[0].6, rows[2].6), (Some(0), Some(0)));
     assert_eq!(usage_rows(&path, &b).len(), 1);
+}
+
+/// One rollup covers many nodes at once (one pass over the samples for up
+/// to `NODES_PER_PASS` nodes): each
+/// node is rebuilt from its own first new minute, and network namespaces
+/// with the same inode on two nodes are two namespaces.
+#[test]
+fn one_rollup_rebuilds_each_node_from_its_own_minute() {
+    let dir = TempDir::new();
+    let path = dir.path("rollup-nodes.duckdb");
+    let m0 = (T0 / (60 * SEC) + 1) * 60 * SEC;
+    let (a, c, d) = (docker_id("a"), docker_id("c"), docker_id("d"));
+    let rx_of = |key: &str| -> Vec<Option<u64>> {
+        usage_rows(&path, key).into_iter().map(|r| r.7).collect()
+    };
+    {
+        let mut store = Store::open(&path).expect("open");
+        let mut rollup = upid_collector::store::Rollup::new(&store).expect("rollup");
+        store
+            .ingest(&rollup_batches_on("node-r", &a, "agent-r", m0, 18, 1))
+            .expect("ingest r");
+        store
+            .ingest(&rollup_batches_on("node-s", &c, "agent-s", m0, 18, 1))
+            .expect("ingest s");
+        let stats = rollup.run().expect("rollup");
+        assert_eq!((stats.nodes, stats.rows), (2, 6));
+        // Both nodes' namespaces have inode 7: each minute counts its own.
+        assert_eq!(rx_of(&a), vec![Some(5000), Some(6000), Some(6000)]);
+        assert_eq!(rx_of(&c), vec![Some(5000), Some(6000), Some(6000)]);
+
+        // A late batch on node-s only, in its last minute: node-s is
+        // rebuilt from the minute before it, node-r not at all.
+        store
+            .ingest(&rollup_batches_on(
+                "node-s",
+                &d,
+                "agent-s2",
+                m0 + 120 * SEC,
+                3,
+                1,
+            ))
+            .expect("ingest late");
+        let stats = rollup.run().expect("rollup late");
+        assert_eq!(stats.nodes, 1);
+        assert_eq!(stats.rows, 3, "minutes 2 and 3 of c, minute 3 of d");
+    }
+    assert_eq!(rx_of(&a), vec![Some(5000), Some(6000), Some(6000)]);
+    assert_eq!(usage_rows(&path, &c).len(), 3);
+    assert_eq!(usage_rows(&path, &d).len(), 1);
+}
+
+/// More nodes than one pass takes are rolled up in several, every one.
+#[test]
+fn nodes_beyond_one_pass_are_all_rolled_up() {
+    let dir = TempDir::new();
+    let path = dir.path("rollup-passes.duckdb");
+    let m0 = (T0 / (60 * SEC) + 1) * 60 * SEC;
+    let nodes = upid_collector::store::NODES_PER_PASS * 2 + 3;
+    let ids: Vec<String> = (0..nodes).map(|n| docker_id(&format!("{n:02x}"))).collect();
+    {
+        let mut store = Store::open(&path).expect("open");
+        let mut rollup = upid_collector::store::Rollup::new(&store).expect("rollup");
+        for (n, id) in ids.iter().enumerate() {
+            store
+                .ingest(&rollup_batches_on(
+                    &format!("node-{n}"),
+                    id,
+                    &format!("agent-{n}"),
+                    m0,
+                    18,
+                    1,
+                ))
+                .expect("ingest");
+        }
+        let stats = rollup.run().expect("rollup");
+        assert_eq!((stats.nodes, stats.rows), (nodes, 3 * nodes as u64));
+    }
+    for id in &ids {
+        let rx: Vec<Option<u64>> = usage_rows(&path, id).into_iter().map(|r| r.7).collect();
+        assert_eq!(rx, vec![Some(5000), Some(6000), Some(6000)], "{id}");
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -49,7 +49,7 @@ pub use retention::{
     DroppedRows, Retention, RetentionCounters, RetentionReason, RetentionReport, RetentionSettings,
 };
 pub use rollout_read::{ContainerLifetime, GateEvent, UsageWindow};
-pub use rollup::{Rollup, RollupStats};
+pub use rollup::{NODES_PER_PASS, Rollup, RollupStats};
 pub use update_events::{DEFAULT_UPDATE_EVENT_LIMIT, MAX_RECORDED_EVENTS};
 pub use usage_read::{
     ActivityThresholds, CpuBucket, DailyPeak, QuietStretch, SeriesCost, SeriesFacts,

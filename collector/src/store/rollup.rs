@@ -50,12 +50,39 @@ impl std::fmt::Debug for Rollup {
     }
 }
 
-/// Rebuilds one node's agent rows from minute `$2`; `$1` node, `$3`
-/// lookback.
-const ROLLUP_NODE_SQL: &str = "
+/// Nodes rolled up by one pass over the samples: one pass per node read
+/// the whole recent window once per node (24 s a minute for 100 nodes
+/// after a burst, bench/RESULTS.md); one pass for all held every node's
+/// window in memory at once (1.5 GiB more resident). Passes of this many
+/// nodes keep both small.
+pub const NODES_PER_PASS: usize = 16;
+
+/// The nodes whose agent rows are rebuilt and the minute each is rebuilt
+/// from: a temporary table of the rollup's connection, filled in its
+/// transaction.
+pub(crate) const DIRTY_TABLE: &str = "rollup_dirty";
+
+/// Deletes the agent rows of every dirty node from its first minute on;
+/// `$1` the earliest node's first minute (a constant bound lets the scan
+/// skip older row groups).
+const DELETE_DIRTY_SQL: &str = "
+DELETE FROM usage USING rollup_dirty d
+WHERE usage.ts_unix_ns >= $1
+  AND usage.source = 'agent' AND usage.node = d.node_name AND usage.ts_unix_ns >= d.from_unix_ns";
+
+/// Rebuilds the agent rows of every node listed in [`DIRTY_TABLE`] from
+/// its first minute on, in one pass over the samples (see
+/// [`NODES_PER_PASS`]); `$1` lookback, `$2` the earliest node's first
+/// minute (a constant bound lets the scans skip older row
+/// groups).
+const ROLLUP_DIRTY_SQL: &str = "
 INSERT INTO usage
-WITH s AS (
-    SELECT cs.container_sk, cs.ts_unix_ns,
+WITH dc AS (
+    SELECT c.container_sk, d.from_unix_ns
+    FROM containers c JOIN rollup_dirty d ON d.node_name = c.node_name
+),
+s AS (
+    SELECT cs.container_sk, cs.ts_unix_ns, dc.from_unix_ns,
         cs.ts_unix_ns - lag(cs.ts_unix_ns) OVER w AS dt_ns,
         counter_delta(cs.cpu_usage_ns, lag(cs.cpu_usage_ns) OVER w) AS d_cpu,
         counter_delta(cs.cpu_periods, lag(cs.cpu_periods) OVER w) AS d_periods,
@@ -63,9 +90,9 @@ WITH s AS (
         counter_delta(cs.memory_oom_kills, lag(cs.memory_oom_kills) OVER w) AS d_oom,
         cs.memory_working_set_bytes AS ws, cs.memory_peak_bytes AS peak,
         cs.cpu_limit_millicores, cs.memory_limit_bytes, cs.netns_inode
-    FROM container_samples cs
-    WHERE cs.container_sk IN (SELECT container_sk FROM containers WHERE node_name = $1)
-      AND cs.ts_unix_ns >= $2 - $3
+    FROM container_samples cs JOIN dc USING (container_sk)
+    WHERE cs.ts_unix_ns >= $2 - $1
+      AND cs.ts_unix_ns >= dc.from_unix_ns - $1
     WINDOW w AS (PARTITION BY cs.container_sk ORDER BY cs.ts_unix_ns)
 ),
 m AS (
@@ -79,21 +106,23 @@ m AS (
         arg_max(cpu_limit_millicores, ts_unix_ns) AS cpu_limit_m,
         arg_max(memory_limit_bytes, ts_unix_ns) AS mem_limit,
         arg_max(netns_inode, ts_unix_ns) AS netns
-    FROM s WHERE ts_unix_ns >= $2 AND dt_ns IS NOT NULL
+    FROM s WHERE ts_unix_ns >= from_unix_ns AND dt_ns IS NOT NULL
     GROUP BY container_sk, minute
 ),
 n AS (
-    SELECT netns_inode, ts_unix_ns,
-        counter_delta(rx_bytes, lag(rx_bytes) OVER wn) AS d_rx,
-        counter_delta(tx_bytes, lag(tx_bytes) OVER wn) AS d_tx
-    FROM network_samples WHERE node_name = $1 AND ts_unix_ns >= $2 - $3
-    WINDOW wn AS (PARTITION BY netns_inode ORDER BY ts_unix_ns)
+    SELECT ns.node_name, ns.netns_inode, ns.ts_unix_ns, d.from_unix_ns,
+        counter_delta(ns.rx_bytes, lag(ns.rx_bytes) OVER wn) AS d_rx,
+        counter_delta(ns.tx_bytes, lag(ns.tx_bytes) OVER wn) AS d_tx
+    FROM network_samples ns JOIN rollup_dirty d ON d.node_name = ns.node_name
+    WHERE ns.ts_unix_ns >= $2 - $1
+      AND ns.ts_unix_ns >= d.from_unix_ns - $1
+    WINDOW wn AS (PARTITION BY ns.node_name, ns.netns_inode ORDER BY ns.ts_unix_ns)
 ),
 nm AS (
-    SELECT netns_inode, (ts_unix_ns // 60000000000) * 60000000000 AS minute,
+    SELECT node_name, netns_inode, (ts_unix_ns // 60000000000) * 60000000000 AS minute,
         sum(d_rx) AS rx, sum(d_tx) AS tx
-    FROM n WHERE ts_unix_ns >= $2
-    GROUP BY netns_inode, minute
+    FROM n WHERE ts_unix_ns >= from_unix_ns
+    GROUP BY node_name, netns_inode, minute
 )
 SELECT c.container_key, 'agent', m.minute, m.interval_s, c.node_name,
     coalesce(c.container_id, ''),
@@ -129,7 +158,7 @@ SELECT c.container_key, 'agent', m.minute, m.interval_s, c.node_name,
 FROM m JOIN containers c USING (container_sk)
 LEFT JOIN container_inventory i ON i.container_id = c.container_id
 LEFT JOIN workloads w ON w.workload_key = i.workload_key
-LEFT JOIN nm ON nm.netns_inode = m.netns AND nm.minute = m.minute";
+LEFT JOIN nm ON nm.node_name = c.node_name AND nm.netns_inode = m.netns AND nm.minute = m.minute";
 
 impl Rollup {
     /// A rollup on its own connection to `store`'s database.
@@ -183,26 +212,45 @@ impl Rollup {
                 .div_euclid(MINUTE_NS)
                 .saturating_mul(MINUTE_NS)
         });
-        for (node, oldest_tick, _) in &dirty {
-            // A container's samples carry their own timestamps, a little
-            // before or after the tick's: start a minute earlier.
-            let from = oldest_tick.saturating_sub(MINUTE_NS).div_euclid(MINUTE_NS) * MINUTE_NS;
-            let from = kept_from.map_or(from, |k| from.max(k));
-            tx.execute(
-                "DELETE FROM usage WHERE source = 'agent' AND node = ? AND ts_unix_ns >= ?",
-                params![node, from],
-            )
-            .map_err(err("delete recomputed minutes"))?;
+        tx.execute_batch(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {DIRTY_TABLE} (node_name VARCHAR NOT NULL, from_unix_ns BIGINT NOT NULL, from_hour_unix_ns BIGINT NOT NULL);"
+        ))
+        .map_err(err("list the nodes to roll up"))?;
+        for chunk in dirty.chunks(NODES_PER_PASS) {
+            tx.execute_batch(&format!("DELETE FROM {DIRTY_TABLE};"))
+                .map_err(err("list the nodes to roll up"))?;
+            let mut first_from = i64::MAX;
+            {
+                let mut insert = tx
+                    .prepare(&format!("INSERT INTO {DIRTY_TABLE} VALUES (?, ?, ?)"))
+                    .map_err(err("list the nodes to roll up"))?;
+                for (node, oldest_tick, _) in chunk {
+                    // A container's samples carry their own timestamps, a
+                    // little before or after the tick's: start a minute
+                    // earlier.
+                    let from =
+                        oldest_tick.saturating_sub(MINUTE_NS).div_euclid(MINUTE_NS) * MINUTE_NS;
+                    let from = kept_from.map_or(from, |k| from.max(k));
+                    first_from = first_from.min(from);
+                    let from_hour = super::usage_summary::floor_hour(from);
+                    insert
+                        .execute(params![node, from, from_hour])
+                        .map_err(err("list the nodes to roll up"))?;
+                }
+            }
+            tx.execute(DELETE_DIRTY_SQL, params![first_from])
+                .map_err(err("delete recomputed minutes"))?;
             let rows = tx
-                .execute(ROLLUP_NODE_SQL, params![node, from, LOOKBACK_NS])
+                .execute(ROLLUP_DIRTY_SQL, params![LOOKBACK_NS, first_from])
                 .map_err(err("roll up samples"))?;
-            // The hourly summary of the node's series, from the hour of the
-            // first rebuilt minute on (imported rows of those hours too).
-            super::usage_summary::refresh(&tx, Some(node.as_str()), from, None)
+            // The hourly summary of the nodes' series, from the hour of
+            // each one's first rebuilt minute on (imported rows of those
+            // hours too).
+            super::usage_summary::refresh_dirty_nodes(&tx)
                 .map_err(err("refresh the hourly usage summary"))?;
             stats.rows += rows as u64;
-            stats.nodes += 1;
         }
+        stats.nodes = dirty.len();
         tx.execute_batch("DELETE FROM rollup_state")
             .map_err(err("write rollup_state"))?;
         tx.execute(
