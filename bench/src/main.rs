@@ -31,6 +31,8 @@ mod procstat;
 mod report;
 mod stats;
 #[cfg(feature = "store")]
+mod store_sizes;
+#[cfg(feature = "store")]
 mod updates;
 
 use std::process::ExitCode;
@@ -67,6 +69,10 @@ enum Command {
     /// Issue #6: update decisions for 1,000 images with 200 tags each,
     /// CPU time, registry excluded.
     Updates(updates::UpdatesArgs),
+    #[cfg(feature = "store")]
+    /// A probe, not a goal: bytes on disk per table of a store (and per
+    /// column of `container_samples`, as stored and sorted).
+    StoreSizes(store_sizes::StoreSizesArgs),
     /// The process `agent --load busy` runs in each benchmark cgroup.
     #[command(hide = true)]
     BusyChild,
@@ -113,6 +119,8 @@ fn main() -> ExitCode {
                 print!("{}", report.summary());
             }
         }),
+        #[cfg(feature = "store")]
+        Command::StoreSizes(args) => store_sizes::run(args),
         #[cfg(feature = "store")]
         Command::Collector(args) => collector::run(args, &interrupt).map(|report| {
             if args.json {
