@@ -2,7 +2,7 @@
 //! commands they run. `main.rs` only parses and calls [`run`].
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -207,7 +207,7 @@ impl InventoryArgs {
             kernel_log: (!self.no_kernel_log).then(|| {
                 crate::inventory::kernel_log::KernelLogConfig {
                     path: self.kernel_log.clone(),
-                    state_dir: None,
+                    ..Default::default()
                 }
             }),
             full_every: self.inventory_full_every,
@@ -243,13 +243,14 @@ impl SamplingArgs {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.sampling.sampler_config()?;
+    let config_proc_root = config.host_root.proc();
     let host_root = cli.sampling.host_root.display().to_string();
     let mut sampler = Sampler::new(config).with_context(|| {
         format!("finding the cgroup hierarchies under host root {host_root:?} (is /sys/fs/cgroup mounted? inside a container, mount the host's / at --host-root)")
     })?;
     tracing::info!(layout = ?sampler.hierarchies().layout, node = sampler.node_name(), "sampler ready");
     if let Command::Run(args) = cli.command {
-        return run_agent(sampler, *args);
+        return run_agent(sampler, &config_proc_root, *args);
     }
     let mut stdout = std::io::stdout().lock();
     match cli.command {
@@ -308,7 +309,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// `upid-agent run`: sample every tick on a blocking thread, ship through the
 /// spool; after `--count` samples or on SIGINT/SIGTERM, stop sampling and
 /// deliver what is spooled for up to the drain time.
-fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
+fn run_agent(sampler: Sampler, proc_root: &Path, args: RunArgs) -> anyhow::Result<()> {
     if args.interval < Duration::from_secs(1) {
         bail!("--interval must be at least 1s");
     }
@@ -368,8 +369,10 @@ fn run_agent(sampler: Sampler, args: RunArgs) -> anyhow::Result<()> {
     let mut inventory_config = args.inventory.config(&node_name);
     // The kernel log's read position lives beside the spool, so a
     // restarted agent replays the OOM kills it missed.
+    // Killed processes' cgroups are looked up in the host's /proc.
     if let Some(kernel_log) = inventory_config.kernel_log.as_mut() {
         kernel_log.state_dir = Some(args.spool_dir.clone());
+        kernel_log.proc_root = proc_root.to_path_buf();
     }
     let (stats, signalled) = runtime.block_on(async move {
         let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(4);

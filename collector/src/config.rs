@@ -174,6 +174,10 @@ pub struct SamplingArgs {
     /// Docker Engine to ask [default: $DOCKER_HOST, else /var/run/docker.sock].
     #[arg(long, env = "UPID_DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Do not follow the kernel log (/dev/kmsg) for OOM kills: they come
+    /// from the Docker Engine alone.
+    #[arg(long, env = "UPID_NO_KERNEL_LOG")]
+    pub no_kernel_log: bool,
 }
 
 /// The YAML config file: the same settings as the flags, in snake_case.
@@ -215,6 +219,8 @@ pub struct FileConfig {
     pub no_docker: Option<bool>,
     /// See `--docker-host` (standalone).
     pub docker_host: Option<String>,
+    /// See `--no-kernel-log` (standalone).
+    pub no_kernel_log: Option<bool>,
     /// Rightsizing, idle and cost settings (docs/analysis.md); file only.
     #[serde(default)]
     pub analysis: AnalysisSettings,
@@ -294,6 +300,8 @@ pub struct SamplingSettings {
     pub docker: bool,
     /// Docker Engine to ask; `None`: `$DOCKER_HOST`, else the local socket.
     pub docker_host: Option<String>,
+    /// Whether to follow the kernel log for OOM kills.
+    pub kernel_log: bool,
 }
 
 /// The checked, merged configuration a collector runs with.
@@ -516,6 +524,7 @@ fn resolve_sampling(
         reset_peaks: !(args.no_reset_peaks || file.no_reset_peaks.unwrap_or(false)),
         docker: !(args.no_docker || file.no_docker.unwrap_or(false)),
         docker_host: args.docker_host.or_else(|| file.docker_host.clone()),
+        kernel_log: !(args.no_kernel_log || file.no_kernel_log.unwrap_or(false)),
     })
 }
 
@@ -551,7 +560,17 @@ mod tests {
         let s = resolve(Mode::Standalone, ServerArgs::default(), "")?;
         assert!(s.listen.ip().is_loopback());
         assert!(s.metrics_listen.is_some_and(|a| a.ip().is_loopback()));
-        assert_eq!(s.sampling.map(|x| x.interval), Some(STANDALONE_INTERVAL));
+        assert_eq!(
+            s.sampling.as_ref().map(|x| x.interval),
+            Some(STANDALONE_INTERVAL)
+        );
+        assert_eq!(s.sampling.map(|x| x.kernel_log), Some(true));
+        let s = resolve(
+            Mode::Standalone,
+            ServerArgs::default(),
+            "no_kernel_log: true\n",
+        )?;
+        assert_eq!(s.sampling.map(|x| x.kernel_log), Some(false));
         Ok(())
     }
 

@@ -212,7 +212,17 @@ pub async fn run(
         None => None,
     };
     let host = match (settings.mode, &settings.sampling) {
-        (Mode::Standalone, Some(sampling)) => Some(HostSampler::new(sampling)?),
+        (Mode::Standalone, Some(sampling)) => Some(HostSampler::new(
+            sampling,
+            // The kernel log's cursor lives beside the store.
+            settings.store.parent().map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            }),
+        )?),
         _ => None,
     };
 

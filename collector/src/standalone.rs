@@ -10,6 +10,7 @@
 //! count travels in the next batch's spool stats like an agent's.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use upid_agent::cgroup::identity::{CgroupGlob, GlobError};
 use upid_agent::cgroup::reader::ReaderOptions;
 use upid_agent::host::HostRoot;
 use upid_agent::inventory::docker::DockerConfig;
+use upid_agent::inventory::kernel_log::KernelLogConfig;
 use upid_agent::inventory::{InventoryConfig, InventoryHandle};
 use upid_agent::sampler::{Sampler, SamplerConfig, SamplerError};
 
@@ -69,8 +71,14 @@ pub struct HostSampler {
 
 impl HostSampler {
     /// Starts the sampler with `settings` (reads the cgroup layout now, so
-    /// a broken host fails before the collector says it is ready).
-    pub fn new(settings: &SamplingSettings) -> Result<HostSampler, StandaloneError> {
+    /// a broken host fails before the collector says it is ready). The
+    /// kernel log's read position is kept in `state_dir` (the store's
+    /// directory), so a restarted collector replays the OOM kills logged
+    /// while it was down; `None` starts at the log's end every time.
+    pub fn new(
+        settings: &SamplingSettings,
+        state_dir: Option<&Path>,
+    ) -> Result<HostSampler, StandaloneError> {
         let globs = settings
             .cgroup_globs
             .iter()
@@ -103,6 +111,11 @@ impl HostSampler {
                 docker: settings.docker.then(|| DockerConfig {
                     host: settings.docker_host.clone(),
                     ..DockerConfig::default()
+                }),
+                kernel_log: settings.kernel_log.then(|| KernelLogConfig {
+                    state_dir: state_dir.map(Path::to_path_buf),
+                    proc_root: HostRoot::new(&settings.host_root).proc(),
+                    ..KernelLogConfig::default()
                 }),
                 ..InventoryConfig::default()
             },

@@ -55,6 +55,9 @@ pub struct KernelLogConfig {
     /// Where the read position is kept across restarts (the spool
     /// directory); `None` follows the log from its end at every start.
     pub state_dir: Option<PathBuf>,
+    /// The host's `/proc` (`/host/proc` in a container), where a killed
+    /// process's cgroup is looked up when the kernel did not log it.
+    pub proc_root: PathBuf,
 }
 
 impl Default for KernelLogConfig {
@@ -62,6 +65,7 @@ impl Default for KernelLogConfig {
         KernelLogConfig {
             path: PathBuf::from(DEFAULT_KMSG_PATH),
             state_dir: None,
+            proc_root: PathBuf::from("/proc"),
         }
     }
 }
@@ -109,6 +113,81 @@ pub struct OomKill {
     pub pid: Option<u32>,
 }
 
+/// What one message of the kernel log says about an OOM kill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OomRecord {
+    /// A kill with the killed task's cgroup, as logged.
+    Kill(OomKill),
+    /// A kill of which the kernel logged only its `Killed process PID
+    /// (COMM)` line: it prints the report before it (the header and the
+    /// `oom-kill:` summary with the cgroups) for at most 10 kills in 5 s,
+    /// the kill line always. The task's cgroup has to be looked up
+    /// ([`task_cgroup_of`]) while the process still exists.
+    Unattributed(UnattributedKill),
+}
+
+/// A kill whose cgroups the kernel did not log (see
+/// [`OomRecord::Unattributed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnattributedKill {
+    /// The killed process (init pid namespace).
+    pub pid: u32,
+    /// Its command name.
+    pub task: String,
+    /// `Memory cgroup out of memory`: some cgroup's limit was reached
+    /// (which one was not logged); else the node ran out of memory.
+    pub memcg: bool,
+}
+
+impl UnattributedKill {
+    /// The kill, once the task's cgroup is known.
+    pub fn attributed(&self, task_cgroup: String) -> OomKill {
+        OomKill {
+            // A cgroup limit without its cgroup: the task's own is by far
+            // the likeliest (a container's limit), and the detail says the
+            // limit's cgroup was not logged.
+            limit_cgroup: self.memcg.then(|| UNLOGGED_LIMIT.to_string()),
+            task_cgroup,
+            task: self.task.clone(),
+            pid: Some(self.pid),
+        }
+    }
+}
+
+/// The limit cgroup of an [`UnattributedKill`]: not logged.
+const UNLOGGED_LIMIT: &str = "a cgroup the kernel did not name (its OOM report was rate-limited)";
+
+/// The cgroup path of process `pid` in the memory hierarchy, from
+/// `<proc_root>/<pid>/cgroup`: the v1 `memory` line, else the v2 `0::`
+/// line. `None` when the process is gone: reaped, or a zombie (the kernel
+/// moves an exiting task to the root cgroup, so a zombie's file names `/`).
+pub fn task_cgroup_of(proc_root: &Path, pid: u32) -> Option<String> {
+    let dir = proc_root.join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // `pid (comm) S …`: the state follows the last ')'.
+    let state = stat.rsplit_once(") ")?.1.chars().next()?;
+    if matches!(state, 'Z' | 'X' | 'x') {
+        return None;
+    }
+    let text = std::fs::read_to_string(dir.join("cgroup")).ok()?;
+    let mut unified = None;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(path.to_string());
+        }
+        if controllers.is_empty() {
+            unified = Some(path.to_string());
+        }
+    }
+    unified
+}
+
 impl OomKill {
     /// What a person reads in the event: who was killed and why.
     pub fn detail(&self) -> String {
@@ -117,6 +196,9 @@ impl OomKill {
             None => self.task.clone(),
         };
         match &self.limit_cgroup {
+            Some(limit) if limit == UNLOGGED_LIMIT => format!(
+                "the kernel OOM killer killed {who}: a memory limit was reached (the kernel rate-limited its report, so not which one)"
+            ),
             Some(limit) if *limit == self.task_cgroup => {
                 format!(
                     "the kernel OOM killer killed {who}: the container's memory limit was reached"
@@ -139,37 +221,74 @@ pub struct OomParser {
     /// The task and limit cgroups of an older kernel's `Task in …` line,
     /// waiting for its `Killed process` line.
     pending: Option<(String, String)>,
+    /// The pid of the last kill reported in full (summary or `Task in`
+    /// pair): its `Killed process` line that follows is the same kill.
+    reported_pid: Option<u32>,
 }
 
 impl OomParser {
-    /// Feeds one message; returns the kill it completes, if any.
+    /// Feeds one message; returns the kill it completes when the kernel
+    /// logged the killed task's cgroup (see [`OomParser::feed_record`] for
+    /// the kills it did not).
     pub fn feed(&mut self, message: &str) -> Option<OomKill> {
+        match self.feed_record(message)? {
+            OomRecord::Kill(kill) => Some(kill),
+            OomRecord::Unattributed(_) => None,
+        }
+    }
+
+    /// Feeds one message; returns what it completes: a kill with its
+    /// cgroup, or a `Killed process` line without the report that should
+    /// have come before it.
+    pub fn feed_record(&mut self, message: &str) -> Option<OomRecord> {
         if let Some(summary) = message.strip_prefix("oom-kill:") {
             self.pending = None;
-            return parse_summary(summary);
+            let kill = parse_summary(summary)?;
+            self.reported_pid = kill.pid;
+            return Some(OomRecord::Kill(kill));
         }
         if let Some(rest) = message.strip_prefix("Task in ") {
             let (task, limit) = rest.split_once(" killed as a result of limit of ")?;
             self.pending = Some((task.to_string(), limit.trim_end().to_string()));
             return None;
         }
-        let killed = message
+        let (before, killed) = message
             .split_once("Killed process ")
-            .or_else(|| message.split_once("Kill process "))
-            .map(|(_, rest)| rest)?;
-        let (task_cgroup, limit) = self.pending.take()?;
+            .or_else(|| message.split_once("Kill process "))?;
         let (pid, rest) = killed.split_once(' ')?;
+        let pid: Option<u32> = pid.parse().ok();
         let task = rest
             .strip_prefix('(')
             .and_then(|r| r.rsplit_once(')'))
             .map(|(comm, _)| comm.to_string())
             .unwrap_or_default();
-        Some(OomKill {
-            task_cgroup,
-            limit_cgroup: Some(limit),
+        if let Some((task_cgroup, limit)) = self.pending.take() {
+            self.reported_pid = pid;
+            return Some(OomRecord::Kill(OomKill {
+                task_cgroup,
+                limit_cgroup: Some(limit),
+                task,
+                pid,
+            }));
+        }
+        if pid.is_some() && self.reported_pid == pid {
+            // The kill line of a kill already reported in full.
+            return None;
+        }
+        // Only the OOM killer's own line ("Memory cgroup out of memory:
+        // Killed process …", "Out of memory: …", "Out of memory
+        // (oom_kill_allocating_task): …") is a kill; older kernels repeat
+        // it in a plain "Killed process" line.
+        let oom_killer_line = before.ends_with(": ")
+            && (before.contains("out of memory") || before.contains("Out of memory"));
+        if !oom_killer_line {
+            return None;
+        }
+        Some(OomRecord::Unattributed(UnattributedKill {
+            pid: pid?,
             task,
-            pid: pid.parse().ok(),
-        })
+            memcg: before.starts_with("Memory cgroup"),
+        }))
     }
 }
 
@@ -272,9 +391,23 @@ struct Start {
     cursor: Option<cursor::CursorFile>,
     /// Records up to this one were handled by an earlier run.
     handled_through: Option<u64>,
-    /// Wall clock and kernel clock (ns since boot) at opening: records
-    /// logged before are stamped `wall - (boot - record)`.
+    /// Wall clock and the log's clock ([`log_clock_ns`]) at opening:
+    /// records logged before are stamped `wall - (log clock - record)`.
     opened: Option<(i64, i64)>,
+}
+
+/// The clock the kernel stamps its log with, in ns: `CLOCK_MONOTONIC`.
+///
+/// Both count from boot and stop while the machine is suspended (unlike
+/// `/proc/uptime`, which also has only 10 ms resolution). The log's clock
+/// is the scheduler's (`local_clock`), which runs a few ms apart from
+/// `CLOCK_MONOTONIC` (2 ms ahead, measured on this project's test VM), so a
+/// replayed kill is stamped within a few ms of when it was logged.
+fn log_clock_ns() -> i64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec)
 }
 
 impl Start {
@@ -285,7 +418,7 @@ impl Start {
             .zip(cursor::boot_id())
             .map(|(dir, boot)| cursor::CursorFile::new(dir, boot));
         let handled_through = cursor.as_mut().and_then(cursor::CursorFile::load);
-        let opened = cursor::uptime_ns().map(|boot_ns| (unix_now_ns(), boot_ns));
+        let opened = Some((unix_now_ns(), log_clock_ns()));
         Start {
             cursor,
             handled_through,
@@ -344,11 +477,12 @@ pub async fn run(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let reader_tx = tx.clone();
     let path = config.path.clone();
+    let proc_root = config.proc_root.clone();
     let spawned = std::thread::Builder::new()
         .name("upid-kmsg".to_string())
         .stack_size(READER_STACK_BYTES)
         .spawn(move || {
-            follow(&path, file, start, &reader_tx);
+            follow(&path, &proc_root, file, start, &reader_tx);
             drop(done_tx);
         });
     if let Err(e) = spawned {
@@ -373,11 +507,18 @@ const READER_STACK_BYTES: usize = 128 * 1024;
 
 /// The reader thread: blocking reads, one record each, until a read fails
 /// or `tx`'s receiver is gone.
-fn follow(path: &Path, mut file: File, mut start: Start, tx: &mpsc::Sender<SourceUpdate>) {
+fn follow(
+    path: &Path,
+    proc_root: &Path,
+    mut file: File,
+    mut start: Start,
+    tx: &mpsc::Sender<SourceUpdate>,
+) {
     let mut parser = OomParser::default();
     let mut last_seq: Option<u64> = start.handled_through;
     let mut lost_records = 0u64;
     let mut malformed_records = 0u64;
+    let mut unattributed_kills = 0u64;
     let mut note_lost = |count: u64| {
         lost_records += count;
         warn!(
@@ -435,7 +576,29 @@ fn follow(path: &Path, mut file: File, mut start: Start, tx: &mpsc::Sender<Sourc
             note_lost(record.seq - last - 1);
         }
         last_seq = Some(record.seq);
-        let kill = parser.feed(record.message);
+        let kill = match parser.feed_record(record.message) {
+            Some(OomRecord::Kill(kill)) => Some(kill),
+            Some(OomRecord::Unattributed(kill)) => {
+                match task_cgroup_of(proc_root, kill.pid) {
+                    Some(cgroup) => Some(kill.attributed(cgroup)),
+                    None => {
+                        unattributed_kills += 1;
+                        // Once, then every 100th: an OOM storm must not
+                        // flood the log.
+                        if unattributed_kills % 100 == 1 {
+                            warn!(
+                                unattributed_kills_total = unattributed_kills,
+                                pid = kill.pid,
+                                task = %kill.task,
+                                "kernel log: an OOM kill whose report the kernel rate-limited, of a process already gone: not attributed to a container (its oom_kill counter still counts it)"
+                            );
+                        }
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         if let Some(cursor) = start.cursor.as_mut()
             && kill.is_none()
         {
@@ -595,14 +758,119 @@ mod tests {
         }
     }
 
+    /// Verbatim from this project's test host: the 11th kill within 5 s,
+    /// whose report (header and summary) the kernel left out.
+    const RATE_LIMITED_KILL: &str = "Memory cgroup out of memory: Killed process 1200 (dd) total-vm:265120kB, anon-rss:32512kB, file-rss:1732kB, shmem-rss:0kB, UID:0 pgtables:112kB oom_score_adj:0";
+
+    #[test]
+    fn a_kill_without_its_report_is_found_and_attributed_by_pid() {
+        let mut p = OomParser::default();
+        let Some(OomRecord::Unattributed(kill)) = p.feed_record(RATE_LIMITED_KILL) else {
+            panic!("a kill line alone is a kill");
+        };
+        assert_eq!(
+            kill,
+            UnattributedKill {
+                pid: 1200,
+                task: "dd".into(),
+                memcg: true,
+            }
+        );
+        let attributed = kill.attributed(format!("/docker/{ID}"));
+        let event = oom_event(&attributed, 1).unwrap();
+        assert_eq!(event.container_id, ID);
+        assert_eq!(
+            event.detail,
+            "the kernel OOM killer killed dd (pid 1200): a memory limit was reached (the kernel rate-limited its report, so not which one)"
+        );
+        let global = p
+            .feed_record("Out of memory: Killed process 77 (java) total-vm:1kB")
+            .unwrap();
+        let OomRecord::Unattributed(global) = global else {
+            panic!("{global:?}");
+        };
+        assert!(!global.memcg);
+        assert!(
+            global
+                .attributed(format!("/docker/{ID}"))
+                .detail()
+                .ends_with("the node ran out of memory")
+        );
+    }
+
+    #[test]
+    fn the_kill_line_after_a_full_report_is_not_a_second_kill() {
+        let mut p = OomParser::default();
+        assert!(matches!(
+            p.feed_record(MEMCG_SUMMARY),
+            Some(OomRecord::Kill(_))
+        ));
+        assert_eq!(
+            p.feed_record(
+                "Memory cgroup out of memory: Killed process 6798 (busybox) total-vm:1kB"
+            ),
+            None
+        );
+        // Lines that merely mention a kill are not kills.
+        assert_eq!(p.feed_record("Killed process 5 (x) total-vm:1kB"), None);
+        assert_eq!(
+            p.feed_record("Memory cgroup out of memory: Killed process x (y)"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_process_cgroup_is_read_from_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |pid: &str, text: &str| {
+            std::fs::create_dir_all(dir.path().join(pid)).unwrap();
+            std::fs::write(dir.path().join(pid).join("cgroup"), text).unwrap();
+            let stat = format!("{pid} (a) b) S 1 1 1");
+            std::fs::write(dir.path().join(pid).join("stat"), stat).unwrap();
+        };
+        write(
+            "10",
+            &format!(
+                "12:pids:/docker/{ID}\n4:memory:/docker/{ID}\n0::/system.slice/docker.service\n"
+            ),
+        );
+        write("11", "0::/kubepods.slice/x.scope\n");
+        write("12", "garbage\n");
+        assert_eq!(
+            task_cgroup_of(dir.path(), 10),
+            Some(format!("/docker/{ID}"))
+        );
+        assert_eq!(
+            task_cgroup_of(dir.path(), 11).as_deref(),
+            Some("/kubepods.slice/x.scope")
+        );
+        assert_eq!(task_cgroup_of(dir.path(), 12), None);
+        write("14", "4:memory:/docker/x\n");
+        std::fs::write(dir.path().join("14/stat"), "14 (dd) Z 1 1 1").unwrap();
+        assert_eq!(task_cgroup_of(dir.path(), 14), None, "a zombie");
+        assert_eq!(
+            task_cgroup_of(dir.path(), 13),
+            None,
+            "a process already gone"
+        );
+        // This process's own, on this host.
+        assert!(task_cgroup_of(Path::new("/proc"), std::process::id()).is_some());
+    }
+
     proptest::proptest! {
         #[test]
         fn no_input_panics(lines in proptest::collection::vec(".{0,200}", 0..8)) {
             let mut p = OomParser::default();
             for line in &lines {
                 let _ = parse_record(line);
-                if let Some(kill) = p.feed(line) {
-                    let _ = oom_event(&kill, 0);
+                match p.feed_record(line) {
+                    Some(OomRecord::Kill(kill)) => {
+                        let _ = oom_event(&kill, 0);
+                    }
+                    Some(OomRecord::Unattributed(kill)) => {
+                        let _ = oom_event(&kill.attributed(String::new()), 0);
+                    }
+                    None => {}
                 }
             }
         }

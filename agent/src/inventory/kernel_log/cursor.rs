@@ -18,9 +18,6 @@ pub const CURSOR_FILE: &str = "kmsg.cursor";
 /// Where the kernel says which boot this is (not namespaced).
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
-/// Seconds since boot, with the time spent suspended.
-const UPTIME_PATH: &str = "/proc/uptime";
-
 /// Longest time between two writes of the cursor while records are read.
 pub const SAVE_EVERY: Duration = Duration::from_secs(60);
 
@@ -53,13 +50,6 @@ pub fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string(BOOT_ID_PATH).ok()?;
     let id = id.trim();
     (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
-}
-
-/// Nanoseconds since boot from `/proc/uptime`.
-pub fn uptime_ns() -> Option<i64> {
-    let text = std::fs::read_to_string(UPTIME_PATH).ok()?;
-    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then_some((seconds * 1e9) as i64)
 }
 
 /// The cursor file of one state directory, for this boot.
@@ -193,8 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_has_a_boot_id_and_an_uptime() {
+    fn this_machine_has_a_boot_id() {
         assert!(boot_id().is_some_and(|id| id.len() >= 32));
-        assert!(uptime_ns().is_some_and(|ns| ns > 0));
     }
 }
