@@ -295,6 +295,9 @@ pub struct CollectorBenchReport {
     /// Periodic rollups the collector ran over both modes, and their
     /// seconds in all (its `/metrics`).
     pub rollups: (u64, f64),
+    /// Store checkpoints over both modes, and their seconds in all (ingest
+    /// waits while one runs).
+    pub checkpoints: (u64, f64),
     /// The storage comparison, unless `--storage-ticks 0`.
     pub storage: Option<StorageReport>,
 }
@@ -483,6 +486,10 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
     }
     let collector_hwm_bytes = collector.memory()?.hwm_bytes;
     let rollups = (final_scrape.rollups as u64, final_scrape.rollup_seconds);
+    let checkpoints = (
+        final_scrape.checkpoints as u64,
+        final_scrape.checkpoint_seconds,
+    );
     eprintln!("stopping upid-collector (SIGTERM: final commits and checkpoint)");
     let stopped = collector.stop(STOP_TIMEOUT)?;
     drop(collector);
@@ -524,6 +531,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         store,
         collector_hwm_bytes,
         rollups,
+        checkpoints,
         storage,
     })
 }
@@ -826,6 +834,10 @@ impl CollectorBenchReport {
             "periodic rollups: {} taking {:.2} s in all",
             self.rollups.0, self.rollups.1
         ));
+        line(format!(
+            "store checkpoints: {} taking {:.2} s in all",
+            self.checkpoints.0, self.checkpoints.1
+        ));
         let s = &self.store;
         line(format!(
             "store after both modes: {} for {} container samples ({} values) = {:.3} bytes per value; shutdown with checkpoint {:.1} s",
@@ -913,6 +925,7 @@ impl CollectorBenchReport {
             },
             "collector_hwm_bytes": self.collector_hwm_bytes,
             "rollups": {"count": self.rollups.0, "seconds": self.rollups.1},
+            "checkpoints": {"count": self.checkpoints.0, "seconds": self.checkpoints.1},
             "store": self.store.to_json(),
             "storage": self.storage.as_ref().map(|s| json!({
                 "ticks": s.ticks,

@@ -103,6 +103,10 @@ pub struct Scrape {
     pub rollups: f64,
     /// `upid_collector_rollup_duration_seconds_sum`: their seconds.
     pub rollup_seconds: f64,
+    /// `upid_collector_checkpoint_duration_seconds_count`: store checkpoints.
+    pub checkpoints: f64,
+    /// `upid_collector_checkpoint_duration_seconds_sum`: their seconds.
+    pub checkpoint_seconds: f64,
 }
 
 /// Reads the counters above from a Prometheus text exposition (absent ones
@@ -124,6 +128,8 @@ pub fn parse_scrape(text: &str) -> Scrape {
             "upid_collector_rate_limited_total" => &mut s.rate_limited,
             "upid_collector_rollup_duration_seconds_count" => &mut s.rollups,
             "upid_collector_rollup_duration_seconds_sum" => &mut s.rollup_seconds,
+            "upid_collector_checkpoint_duration_seconds_count" => &mut s.checkpoints,
+            "upid_collector_checkpoint_duration_seconds_sum" => &mut s.checkpoint_seconds,
             _ => continue,
         };
         *slot = value;

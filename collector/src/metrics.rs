@@ -68,6 +68,17 @@ impl Histogram {
     }
 }
 
+/// How long the store writer's transactions and checkpoints take: an
+/// acknowledgement waits for both, so their tails are the ack latency's.
+/// Shared with the writer thread, which observes them.
+#[derive(Debug, Default)]
+pub struct WriterDurations {
+    /// Each ingest transaction, COMMIT included.
+    pub commit: Histogram,
+    /// Each checkpoint that succeeded.
+    pub checkpoint: Histogram,
+}
+
 /// What an agent last reported about its spool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct SpoolReport {
@@ -94,6 +105,9 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     /// Duration of each periodic rollup of samples into `usage`.
     pub rollup_duration: Histogram,
+    /// The store writer's transaction and checkpoint durations
+    /// ([`crate::store::WriterHandle::durations`]).
+    pub writer_durations: Arc<WriterDurations>,
     /// `usage` rows the periodic rollups wrote.
     pub rollup_rows: AtomicU64,
     /// Periodic rollups that failed (the next one retries).
@@ -122,6 +136,15 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// Metrics that show the store writer's `durations`
+    /// ([`crate::store::WriterHandle::durations`]).
+    pub fn with_writer_durations(durations: Arc<WriterDurations>) -> Metrics {
+        Metrics {
+            writer_durations: durations,
+            ..Metrics::default()
+        }
+    }
+
     /// Records an agent's spool report (cumulative values, so the latest wins).
     pub fn record_spool(
         &self,
@@ -333,6 +356,22 @@ impl Metrics {
         );
         self.rollup_duration
             .render(&mut out, "upid_collector_rollup_duration_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP upid_collector_commit_duration_seconds Duration of each ingest transaction, COMMIT included.\n# TYPE upid_collector_commit_duration_seconds histogram"
+        );
+        self.writer_durations
+            .commit
+            .render(&mut out, "upid_collector_commit_duration_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP upid_collector_checkpoint_duration_seconds Duration of each store checkpoint (ingest waits while one runs).\n# TYPE upid_collector_checkpoint_duration_seconds histogram"
+        );
+        self.writer_durations.checkpoint.render(
+            &mut out,
+            "upid_collector_checkpoint_duration_seconds",
+            "",
+        );
         counter(
             &mut out,
             "upid_collector_rollup_rows_total",
@@ -471,6 +510,8 @@ mod tests {
             "upid_collector_container_samples_stored_total 0",
             "upid_collector_ack_latency_seconds_count 0",
             "upid_collector_rollup_duration_seconds_count 0",
+            "upid_collector_commit_duration_seconds_count 0",
+            "upid_collector_checkpoint_duration_seconds_count 0",
             "upid_collector_rollup_rows_total 0",
             "upid_collector_rollup_failures_total 0",
             "upid_collector_agents_connected 2",

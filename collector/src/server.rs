@@ -251,7 +251,7 @@ pub async fn run(
     };
     let writer = Writer::spawn(store)?;
 
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::with_writer_durations(writer.durations()));
     if let Some(r) = &retention {
         metrics
             .retention

@@ -967,6 +967,10 @@ async fn the_writer_answers_after_commit_and_survives_restart() {
         Err(WriterError::Closed)
     ));
     assert!(writer.stats().checkpoints >= 1);
+    // Each transaction and checkpoint is timed for /metrics.
+    let durations = writer.durations();
+    assert_eq!(durations.commit.count(), writer.stats().commits);
+    assert_eq!(durations.checkpoint.count(), writer.stats().checkpoints);
     drop(reader);
 
     // A new writer on the same file: the replay is a duplicate.

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use upid::wire::v1::{Batch, Hello};
 
 use super::{IngestOutcome, PreparedBatch, Store, StoreError, unix_now_ns};
+use crate::metrics::WriterDurations;
 
 /// How the writer batches and checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,7 @@ struct Counters {
     last_commit_ns: AtomicU64,
     checkpoints: AtomicU64,
     checkpoint_errors: AtomicU64,
+    durations: Arc<WriterDurations>,
 }
 
 impl Counters {
@@ -218,6 +220,12 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
+    /// The writer's transaction and checkpoint durations, observed as they
+    /// happen (for `/metrics`).
+    pub fn durations(&self) -> Arc<WriterDurations> {
+        Arc::clone(&self.counters.durations)
+    }
+
     /// Stores one batch (grouped with whatever else is queued) and answers
     /// after COMMIT: `Stored` and `Duplicate` may be acknowledged to the
     /// agent. Waits while the queue is full.
@@ -426,7 +434,9 @@ impl WriterThread {
         let started = Instant::now();
         match self.store.ingest_prepared_at(&batches, unix_now_ns()) {
             Ok(outcomes) => {
-                let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let took = started.elapsed();
+                self.counters.durations.commit.observe(took);
+                let elapsed = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
                 self.counters
                     .last_commit_ns
                     .store(elapsed, Ordering::Relaxed);
@@ -510,8 +520,13 @@ impl WriterThread {
     fn checkpoint(&mut self) {
         // Failed or not, wait a full interval before the next attempt.
         self.last_checkpoint = Instant::now();
+        let started = std::time::Instant::now();
         match self.store.checkpoint() {
             Ok(()) => {
+                self.counters
+                    .durations
+                    .checkpoint
+                    .observe(started.elapsed());
                 self.since_checkpoint = 0;
                 Counters::add(&self.counters.checkpoints, 1);
             }
