@@ -1605,3 +1605,25 @@ fn a_version_3_store_with_usage_opens_as_version_4_with_its_summary_built() {
     assert_summary_reads_match_rows(&store, h0 - 3600 * SEC, h0 + 5 * 3600 * SEC);
     assert_summary_reads_match_rows(&store, h0 + 21 * 60 * SEC, h0 + 97 * 60 * SEC + 7);
 }
+
+/// DuckDB's worker threads carry a name of their own (they inherit the
+/// name of the thread that opened the store), so `top -H` and `perf` tell
+/// them from the collector's threads. nextest runs each test in a process
+/// of its own, so the threads listed are this store's.
+#[test]
+fn duckdb_threads_are_named_upid_duckdb() {
+    let dir = TempDir::new();
+    let store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == upid_collector::store::DUCKDB_THREAD_NAME),
+        "{names:?}"
+    );
+    drop(store);
+}

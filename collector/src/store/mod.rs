@@ -206,6 +206,27 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Name of the thread that opens a store: DuckDB starts its worker threads
+/// at the open and they inherit the name, so `top -H` and `perf` tell them
+/// apart from the collector's own threads.
+pub const DUCKDB_THREAD_NAME: &str = "upid-duckdb";
+
+/// Opens the DuckDB file at `path` on a thread named
+/// [`DUCKDB_THREAD_NAME`]; where no thread can be started, on this one.
+fn open_on_named_thread(path: &Path) -> duckdb::Result<Connection> {
+    let owned = path.to_path_buf();
+    let opened = std::thread::Builder::new()
+        .name(DUCKDB_THREAD_NAME.into())
+        .spawn(move || Connection::open(owned))
+        .map(std::thread::JoinHandle::join);
+    match opened {
+        Ok(Ok(result)) => result,
+        // The thread panicked (DuckDB's open does not) or could not
+        // start: open here, and get its error if there is one.
+        Ok(Err(_)) | Err(_) => Connection::open(path),
+    }
+}
+
 /// Magic bytes of a DuckDB file, at offset 8 of its header.
 const DUCKDB_MAGIC: &[u8; 4] = b"DUCK";
 
@@ -225,7 +246,7 @@ impl Store {
             })?;
         }
         check_is_duckdb_or_absent(&path)?;
-        let conn = Connection::open(&path).map_err(|source| {
+        let conn = open_on_named_thread(&path).map_err(|source| {
             if source
                 .to_string()
                 .contains("not a valid DuckDB database file")
