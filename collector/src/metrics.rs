@@ -344,34 +344,31 @@ impl Metrics {
             w.last_commit_ns as f64 / 1e9
         );
 
-        let _ = writeln!(
-            out,
-            "# HELP upid_collector_ack_latency_seconds Batch received to acknowledgement sent (after COMMIT).\n# TYPE upid_collector_ack_latency_seconds histogram"
-        );
-        self.ack_latency
-            .render(&mut out, "upid_collector_ack_latency_seconds", "");
-        let _ = writeln!(
-            out,
-            "# HELP upid_collector_rollup_duration_seconds Duration of each periodic rollup of agent samples into usage.\n# TYPE upid_collector_rollup_duration_seconds histogram"
-        );
-        self.rollup_duration
-            .render(&mut out, "upid_collector_rollup_duration_seconds", "");
-        let _ = writeln!(
-            out,
-            "# HELP upid_collector_commit_duration_seconds Duration of each ingest transaction, COMMIT included.\n# TYPE upid_collector_commit_duration_seconds histogram"
-        );
-        self.writer_durations
-            .commit
-            .render(&mut out, "upid_collector_commit_duration_seconds", "");
-        let _ = writeln!(
-            out,
-            "# HELP upid_collector_checkpoint_duration_seconds Duration of each store checkpoint (ingest waits while one runs).\n# TYPE upid_collector_checkpoint_duration_seconds histogram"
-        );
-        self.writer_durations.checkpoint.render(
-            &mut out,
-            "upid_collector_checkpoint_duration_seconds",
-            "",
-        );
+        for (name, help, h) in [
+            (
+                "upid_collector_ack_latency_seconds",
+                "Batch received to acknowledgement sent (after COMMIT).",
+                &self.ack_latency,
+            ),
+            (
+                "upid_collector_rollup_duration_seconds",
+                "Duration of each periodic rollup of agent samples into usage.",
+                &self.rollup_duration,
+            ),
+            (
+                "upid_collector_commit_duration_seconds",
+                "Duration of each ingest transaction, COMMIT included.",
+                &self.writer_durations.commit,
+            ),
+            (
+                "upid_collector_checkpoint_duration_seconds",
+                "Duration of each store checkpoint (ingest waits while one runs).",
+                &self.writer_durations.checkpoint,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.render(&mut out, name, "");
+        }
         counter(
             &mut out,
             "upid_collector_rollup_rows_total",

@@ -104,13 +104,24 @@ pub struct OomKill {
     /// The cgroup (memory hierarchy, relative to its root) of the killed
     /// task.
     pub task_cgroup: String,
-    /// The cgroup whose limit was reached; `None` for a kill because the
-    /// whole node ran out of memory.
-    pub limit_cgroup: Option<String>,
+    /// What ran out: a cgroup's limit, or the node's memory.
+    pub limit: OomLimit,
     /// The killed task's command name (`comm`), when logged.
     pub task: String,
     /// The killed task's process id, when logged.
     pub pid: Option<u32>,
+}
+
+/// Why the OOM killer killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OomLimit {
+    /// This cgroup's memory limit was reached.
+    Cgroup(String),
+    /// A cgroup's memory limit was reached; the kernel rate-limited the
+    /// report that would have named it (see [`OomRecord::Unattributed`]).
+    UnnamedCgroup,
+    /// The whole node ran out of memory.
+    Node,
 }
 
 /// What one message of the kernel log says about an OOM kill.
@@ -143,19 +154,17 @@ impl UnattributedKill {
     /// The kill, once the task's cgroup is known.
     pub fn attributed(&self, task_cgroup: String) -> OomKill {
         OomKill {
-            // A cgroup limit without its cgroup: the task's own is by far
-            // the likeliest (a container's limit), and the detail says the
-            // limit's cgroup was not logged.
-            limit_cgroup: self.memcg.then(|| UNLOGGED_LIMIT.to_string()),
+            limit: if self.memcg {
+                OomLimit::UnnamedCgroup
+            } else {
+                OomLimit::Node
+            },
             task_cgroup,
             task: self.task.clone(),
             pid: Some(self.pid),
         }
     }
 }
-
-/// The limit cgroup of an [`UnattributedKill`]: not logged.
-const UNLOGGED_LIMIT: &str = "a cgroup the kernel did not name (its OOM report was rate-limited)";
 
 /// The cgroup path of process `pid` in the memory hierarchy, from
 /// `<proc_root>/<pid>/cgroup`: the v1 `memory` line, else the v2 `0::`
@@ -195,21 +204,23 @@ impl OomKill {
             Some(pid) => format!("{} (pid {pid})", self.task),
             None => self.task.clone(),
         };
-        match &self.limit_cgroup {
-            Some(limit) if limit == UNLOGGED_LIMIT => format!(
+        match &self.limit {
+            OomLimit::UnnamedCgroup => format!(
                 "the kernel OOM killer killed {who}: a memory limit was reached (the kernel rate-limited its report, so not which one)"
             ),
-            Some(limit) if *limit == self.task_cgroup => {
+            OomLimit::Cgroup(limit) if *limit == self.task_cgroup => {
                 format!(
                     "the kernel OOM killer killed {who}: the container's memory limit was reached"
                 )
             }
-            Some(limit) => {
+            OomLimit::Cgroup(limit) => {
                 format!(
                     "the kernel OOM killer killed {who}: the memory limit of {limit} was reached"
                 )
             }
-            None => format!("the kernel OOM killer killed {who}: the node ran out of memory"),
+            OomLimit::Node => {
+                format!("the kernel OOM killer killed {who}: the node ran out of memory")
+            }
         }
     }
 }
@@ -266,7 +277,7 @@ impl OomParser {
             self.reported_pid = pid;
             return Some(OomRecord::Kill(OomKill {
                 task_cgroup,
-                limit_cgroup: Some(limit),
+                limit: OomLimit::Cgroup(limit),
                 task,
                 pid,
             }));
@@ -299,15 +310,17 @@ fn parse_summary(summary: &str) -> Option<OomKill> {
     let (rest, pid) = rest.rsplit_once(",pid=")?;
     let (rest, task) = rest.rsplit_once(",task=")?;
     let (rest, task_cgroup) = rest.rsplit_once(",task_memcg=")?;
-    let limit_cgroup = rest
+    let limit = rest
         .rsplit_once(",oom_memcg=")
-        .map(|(_, limit)| limit.to_string());
+        .map_or(OomLimit::Node, |(_, limit)| {
+            OomLimit::Cgroup(limit.to_string())
+        });
     if !task_cgroup.starts_with('/') {
         return None;
     }
     Some(OomKill {
         task_cgroup: task_cgroup.to_string(),
-        limit_cgroup,
+        limit,
         task: task.to_string(),
         pid: pid.parse().ok(),
     })
@@ -666,7 +679,7 @@ mod tests {
         let mut p = OomParser::default();
         let kill = p.feed(MEMCG_SUMMARY).unwrap();
         assert_eq!(kill.task_cgroup, format!("/docker/{ID}"));
-        assert_eq!(kill.limit_cgroup, Some(format!("/docker/{ID}")));
+        assert_eq!(kill.limit, OomLimit::Cgroup(format!("/docker/{ID}")));
         assert_eq!((kill.task.as_str(), kill.pid), ("busybox", Some(6798)));
         let event = oom_event(&kill, 7).unwrap();
         assert_eq!(event.container_id, ID);
@@ -688,7 +701,7 @@ mod tests {
             "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f4c2a6e_1b2c_4d5e_8f90_123456789abc.slice/cri-containerd-{ID}.scope,task=java,pid=4242,uid=1000"
         );
         let kill = OomParser::default().feed(&line).unwrap();
-        assert_eq!(kill.limit_cgroup, None);
+        assert_eq!(kill.limit, OomLimit::Node);
         let event = oom_event(&kill, 7).unwrap();
         assert_eq!(event.container_id, ID);
         assert!(

@@ -221,9 +221,9 @@ fn open_on_named_thread(path: &Path) -> duckdb::Result<Connection> {
         .map(std::thread::JoinHandle::join);
     match opened {
         Ok(Ok(result)) => result,
-        // The thread panicked (DuckDB's open does not) or could not
-        // start: open here, and get its error if there is one.
-        Ok(Err(_)) | Err(_) => Connection::open(path),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread could be started: open here, threads unnamed.
+        Err(_) => Connection::open(path),
     }
 }
 

@@ -519,8 +519,8 @@ impl WriterThread {
 
     fn checkpoint(&mut self) {
         // Failed or not, wait a full interval before the next attempt.
-        self.last_checkpoint = Instant::now();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        self.last_checkpoint = started;
         match self.store.checkpoint() {
             Ok(()) => {
                 self.counters
