@@ -953,10 +953,15 @@ async fn the_writer_answers_after_commit_and_survives_restart() {
         writer.submit(b.clone()).await.expect("submit"),
         stored(1, 0)
     );
-    // Answered, so committed: another connection sees it at once.
+    // Answered, so committed: another connection sees it at once (a new
+    // container's row is written with it); the agent's state follows
+    // within the flush interval.
     let seen = reader.container(&id, T0).expect("visible after the answer");
     assert_eq!(seen.container.samples_stored, 1);
-    assert_eq!(reader.last_stored_seq("agent-1").expect("seq"), 1);
+    eventually("the agent's last seq", || {
+        (reader.last_stored_seq("agent-1").expect("seq") == 1).then_some(())
+    })
+    .await;
     let node = &reader.list_nodes().expect("nodes")[0];
     assert_eq!(node.agent_version.as_deref(), Some("0.1.0"));
     assert_eq!(node.clock_skew_ns, Some(2 * SEC));
@@ -1594,7 +1599,7 @@ fn a_version_3_store_with_usage_opens_as_version_4_with_its_summary_built() {
         count(&path, "SELECT max(version) FROM schema_version"),
         i64::from(upid_collector::store::schema::SCHEMA_VERSION)
     );
-    assert_eq!(upid_collector::store::schema::SCHEMA_VERSION, 5);
+    assert_eq!(upid_collector::store::schema::SCHEMA_VERSION, 6);
     let rows = count(&path, "SELECT count(*) FROM usage");
     assert!(rows > 90, "{rows}");
     assert_eq!(
@@ -1626,4 +1631,169 @@ fn duckdb_threads_are_named_upid_duckdb() {
         "{names:?}"
     );
     drop(store);
+}
+
+/// What `kill -9` of the collector leaves on disk: the database file and its
+/// WAL as they are between two transactions.
+fn copy_as_crashed(from: &Path, to: &Path) {
+    let wal = |p: &Path| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(".wal");
+        PathBuf::from(name)
+    };
+    std::fs::copy(from, to).expect("copy the database file");
+    if wal(from).exists() {
+        std::fs::copy(wal(from), wal(to)).expect("copy the WAL");
+    }
+}
+
+/// The state written behind (last seq, counts, last seen, limits, OOM
+/// totals) is lost by a crash and rebuilt when the store opens: the
+/// crashed copy reads exactly as the store that wrote it, and knows which
+/// batches it holds.
+#[test]
+fn state_held_back_by_the_flush_interval_is_rebuilt_after_a_crash() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let crashed = dir.path("crashed.duckdb");
+    let id = docker_id("9d");
+    let tick = |seq: u64, oom_kills: u64, limit: Option<u64>| {
+        let ts = T0 + seq as i64 * 10 * SEC;
+        let mut s = full_sample(&id, ts);
+        if let Some(m) = s.memory.as_mut() {
+            m.oom_kills = oom_kills;
+            m.limit_bytes = limit;
+        }
+        let service = service_sample("cron.service", ts);
+        batch("agent-1", "node-a", seq, ts, vec![s, service], vec![])
+    };
+    let mut store = Store::open(&path).expect("open");
+    store.set_dims_flush_interval(Duration::from_secs(3600));
+    // The first batch adds the agent, its node and containers: written.
+    assert_eq!(
+        store.ingest(&[tick(1, 0, Some(1 << 30))]).expect("first"),
+        vec![stored(2, 0)]
+    );
+    // The next ones only move state: held back. The OOM counter goes
+    // 0, 1, 3, then resets to 1: 1 + 2 + 1 kills.
+    for (seq, oom_kills, limit) in [(2, 1, Some(1 << 30)), (3, 3, Some(1 << 29)), (4, 1, None)] {
+        assert_eq!(
+            store
+                .ingest(&[tick(seq, oom_kills, limit)])
+                .expect("held back"),
+            vec![stored(2, 0)]
+        );
+    }
+    assert_eq!(store.last_stored_seq("agent-1"), 4);
+    copy_as_crashed(&path, &crashed);
+    let now = T0 + 60 * SEC;
+    let reader = store.reader().expect("reader");
+    store.flush_dims().expect("flush");
+    let nodes = reader.list_nodes().expect("nodes");
+    let containers = reader.list_containers(None, true, now).expect("containers");
+    drop(reader);
+    drop(store);
+
+    // The crash left the tables as the first batch made them.
+    assert_eq!(count(&crashed, "SELECT last_seq FROM agents"), 1);
+    assert_eq!(
+        count(
+            &crashed,
+            "SELECT max(samples_stored)::BIGINT FROM containers"
+        ),
+        1
+    );
+
+    let mut store = Store::open(&crashed).expect("open what the crash left");
+    assert_eq!(store.last_stored_seq("agent-1"), 4);
+    let reader = store.reader().expect("reader");
+    // Everything but the spool figures, which only batches carry: the
+    // crash left those of batch 1 until the agent's next batch.
+    let mut expected = nodes.clone();
+    expected[0].spool_pending_batches = 1;
+    assert_eq!(reader.list_nodes().expect("nodes"), expected);
+    let rebuilt = reader.list_containers(None, true, now).expect("containers");
+    assert_eq!(rebuilt, containers);
+    let c = rebuilt.iter().find(|c| c.key == id).expect("the container");
+    assert_eq!(
+        (c.samples_stored, c.oom_kills_total, c.memory_limit_bytes),
+        (4, 4, None)
+    );
+    assert_eq!(nodes[0].last_seq, 4);
+    // Batches it holds are duplicates; the next one is stored.
+    assert_eq!(
+        store
+            .ingest(&[tick(3, 3, None), tick(5, 2, None)])
+            .expect("replay"),
+        vec![IngestOutcome::Duplicate, stored(2, 0)]
+    );
+    drop(reader);
+    drop(store);
+    // Opened and closed in order: the tables hold everything.
+    assert_eq!(count(&crashed, "SELECT last_seq FROM agents"), 5);
+    assert_eq!(
+        count(&crashed, "SELECT batches_stored::BIGINT FROM agents"),
+        5
+    );
+    assert_eq!(
+        count(
+            &crashed,
+            "SELECT sum(samples_stored)::BIGINT FROM containers"
+        ),
+        10
+    );
+}
+
+/// The writer writes held-back state once the interval has passed, also
+/// when no further batch comes.
+#[tokio::test]
+async fn the_writer_writes_held_back_state_when_idle() {
+    let dir = TempDir::new();
+    let store = Store::open(dir.path("upid.duckdb")).expect("open");
+    let reader = store.reader().expect("reader");
+    let config = WriterConfig {
+        dims_flush_interval: Duration::from_millis(300),
+        ..WriterConfig::default()
+    };
+    let writer = Writer::spawn_with(store, config).expect("spawn");
+    let id = docker_id("1d");
+    for seq in 1..=4u64 {
+        let tick = T0 + seq as i64 * 10 * SEC;
+        let b = batch(
+            "agent-1",
+            "node-a",
+            seq,
+            tick,
+            vec![full_sample(&id, tick)],
+            vec![],
+        );
+        assert_eq!(writer.submit(b).await.expect("submit"), stored(1, 0));
+    }
+    eventually(
+        "the last seq and sample count of the batches answered",
+        || {
+            let nodes = reader.list_nodes().expect("nodes");
+            let c = reader.container(&id, T0 + 60 * SEC).expect("container");
+            (nodes.first().map(|n| n.last_seq) == Some(4) && c.container.samples_stored == 4)
+                .then_some(())
+        },
+    )
+    .await;
+    writer.shutdown().await.expect("shutdown");
+}
+
+/// Polls `check` until it gives a value; fails after 10 s, far beyond the
+/// writer's flush interval.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not written 10 s after the last batch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -8,8 +8,27 @@
 //! staged in a temp table and applied with one `UPDATE ... FROM`), and
 //! applies them to memory only after COMMIT returned Ok. A rolled-back
 //! ingest leaves memory as it was.
+//!
+//! Write-behind: new rows (a new agent, node or container) and a
+//! container's changed identity are written in the ingest that brings them,
+//! so every stored sample has its `containers` row. The state every batch
+//! moves (last seen, counts, limits, OOM totals, last seq) is written at
+//! most once per flush interval (see `Store::set_dims_flush_interval`):
+//! updating thousands of rows in every transaction was more than half of
+//! the writer's time. Each flush also records the collector time of the
+//! newest ledger row it covers (`dims_flush`). Memory is always current,
+//! so ingest and the `Welcome` never read the lag; readers of the tables
+//! see state up to one interval old.
+//!
+//! After a crash, opening the store rebuilds what the last flush missed
+//! ([`Dims::recover`]) from what every ingest committed: the ledger rows
+//! received after the flush (agents' last seq, counts and last seen;
+//! nodes' latest tick) and the samples newer than each container's stored
+//! last sample (its count, limits, OOM total). Samples replayed out of
+//! order (older than the container's newest) in that last interval are
+//! stored but not counted in `samples_stored`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use duckdb::arrow::array::{ArrayRef, Int64Builder, UInt32Builder, UInt64Builder};
@@ -111,6 +130,44 @@ pub(crate) struct ContainerState {
     pub oom_kills_total: u64,
 }
 
+impl ContainerState {
+    /// Takes a sample at `ts_unix_ns`, at or after the newest one, as the
+    /// latest facts: last seen, limits, and the OOM counter's increase.
+    pub fn record_latest(
+        &mut self,
+        ts_unix_ns: i64,
+        cpu_limit_millicores: Option<u64>,
+        memory_limit_bytes: Option<u64>,
+        oom_kills: Option<u64>,
+    ) {
+        self.last_seen_unix_ns = ts_unix_ns;
+        self.cpu_limit_millicores = cpu_limit_millicores;
+        self.memory_limit_bytes = memory_limit_bytes;
+        if let Some(oom_kills) = oom_kills {
+            let increase = match self.oom_kills_last {
+                Some(last) if oom_kills >= last => oom_kills - last,
+                // First sample, or the counter reset: the new value is what
+                // accumulated since the cgroup was (re)created.
+                _ => oom_kills,
+            };
+            self.oom_kills_total = self.oom_kills_total.saturating_add(increase);
+            self.oom_kills_last = Some(oom_kills);
+        }
+    }
+}
+
+/// What [`Dims::recover`] rebuilt.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Ledger rows received after the last flush.
+    pub batches: u64,
+    /// Container samples newer than their container's stored state.
+    pub container_samples: u64,
+    /// Newest collector time among those ledger rows (`i64::MIN` when
+    /// none).
+    pub last_received_unix_ns: i64,
+}
+
 /// How an ingest changes one container.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ContainerChange {
@@ -134,6 +191,23 @@ pub(crate) struct Dims {
     pub containers: HashMap<String, ContainerRow>,
     /// Next free `container_sk`.
     pub next_sk: u32,
+    /// Rows whose committed state is newer than their stored row.
+    pub dirty: Dirty,
+}
+
+/// Keys of rows whose state in memory is newer than in their table.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    pub agents: HashSet<String>,
+    pub nodes: HashSet<String>,
+    pub containers: HashSet<String>,
+}
+
+impl Dirty {
+    /// True when every row is stored as it is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty() && self.nodes.is_empty() && self.containers.is_empty()
+    }
 }
 
 /// Rows an ingest changes, applied to [`Dims`] after COMMIT.
@@ -256,6 +330,171 @@ impl Dims {
         Ok(dims)
     }
 
+    /// The watermark of the last flush: the dimension tables hold what
+    /// every ledger row received up to it stored.
+    pub fn load_watermark(conn: &Connection) -> Result<i64, StoreError> {
+        conn.query_row(
+            "SELECT coalesce(max(flushed_received_unix_ns), -9223372036854775808) FROM dims_flush",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|source| StoreError::Load {
+            table: "dims_flush",
+            source,
+        })
+    }
+
+    /// Rebuilds in memory what ingests committed after the last flush (at
+    /// `watermark_unix_ns`) and marks those rows dirty: a crash left their
+    /// stored state behind. See the module documentation for what is
+    /// rebuilt from where.
+    pub fn recover(
+        &mut self,
+        conn: &Connection,
+        watermark_unix_ns: i64,
+    ) -> Result<Recovered, StoreError> {
+        let mut recovered = Recovered {
+            last_received_unix_ns: i64::MIN,
+            ..Recovered::default()
+        };
+        let load = |table: &'static str| move |source| StoreError::Load { table, source };
+        let mut stmt = conn
+            .prepare(
+                "SELECT agent_id, count(*), sum(malformed_skips)::UBIGINT, sum(vanished)::UBIGINT,
+                        max(seq), min(received_unix_ns), max(received_unix_ns),
+                        arg_max(node_name, seq)
+                 FROM batches WHERE received_unix_ns > ? GROUP BY agent_id",
+            )
+            .map_err(load("batches"))?;
+        let rows = stmt
+            .query_map(params![watermark_unix_ns], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u64>(1)?,
+                    r.get::<_, u64>(2)?,
+                    r.get::<_, u64>(3)?,
+                    r.get::<_, u64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .map_err(load("batches"))?;
+        for row in rows {
+            let (agent_id, batches, malformed, vanished, seq, first, last, node) =
+                row.map_err(load("batches"))?;
+            recovered.batches += batches;
+            recovered.last_received_unix_ns = recovered.last_received_unix_ns.max(last);
+            let Some(agent) = self.agents.get_mut(&agent_id) else {
+                // An agent's row is written with its first batch or hello.
+                tracing::warn!(%agent_id, first_received_unix_ns = first, "ledger rows of an agent without a row in agents");
+                continue;
+            };
+            agent.batches_stored += batches;
+            agent.malformed_skips_total = agent.malformed_skips_total.saturating_add(malformed);
+            agent.vanished_total = agent.vanished_total.saturating_add(vanished);
+            agent.last_seen_unix_ns = agent.last_seen_unix_ns.max(last);
+            if seq > agent.last_seq {
+                agent.last_seq = seq;
+                agent.node_name = node;
+            }
+            self.dirty.agents.insert(agent_id);
+        }
+        if recovered.batches == 0 {
+            return Ok(recovered);
+        }
+
+        // Each node's latest tick among those batches, with its facts.
+        let mut stmt = conn
+            .prepare(
+                "WITH latest AS (
+                     SELECT node_name, max(tick_unix_ns) AS tick,
+                            arg_max(agent_id, tick_unix_ns) AS agent_id
+                     FROM batches WHERE received_unix_ns > ? GROUP BY node_name)
+                 SELECT l.node_name, l.tick, l.agent_id, any_value(s.cpu_count),
+                        any_value(s.memory_total_bytes), any_value(s.boot_time_unix_s)
+                 FROM latest l LEFT JOIN node_samples s
+                   ON s.node_name = l.node_name AND s.ts_unix_ns = l.tick
+                 GROUP BY l.node_name, l.tick, l.agent_id",
+            )
+            .map_err(load("nodes"))?;
+        let rows = stmt
+            .query_map(params![watermark_unix_ns], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<u32>>(3)?,
+                    r.get::<_, Option<u64>>(4)?,
+                    r.get::<_, Option<u64>>(5)?,
+                ))
+            })
+            .map_err(load("nodes"))?;
+        let mut latest_tick: HashMap<String, i64> = HashMap::new();
+        for row in rows {
+            let (node_name, tick, agent_id, cpus, memory, boot) = row.map_err(load("nodes"))?;
+            latest_tick.insert(node_name.clone(), tick);
+            let Some(node) = self.nodes.get_mut(&node_name) else {
+                // Every node's row is written with its first batch.
+                continue;
+            };
+            if tick >= node.last_seen_unix_ns {
+                node.last_seen_unix_ns = tick;
+                node.agent_id = agent_id;
+                node.cpu_count = cpus.unwrap_or(node.cpu_count);
+                node.memory_total_bytes = memory.unwrap_or(node.memory_total_bytes);
+                node.boot_time_unix_s = boot.unwrap_or(node.boot_time_unix_s);
+                self.dirty.nodes.insert(node_name);
+            }
+        }
+
+        // Samples newer than each container's stored newest one, in order.
+        let by_sk: HashMap<u32, String> = self
+            .containers
+            .values()
+            .map(|c| (c.container_sk, c.container_key.clone()))
+            .collect();
+        let mut stmt = conn
+            .prepare(
+                "SELECT s.container_sk, s.ts_unix_ns, s.cpu_limit_millicores,
+                        s.memory_limit_bytes, s.memory_oom_kills
+                 FROM container_samples s JOIN containers c USING (container_sk)
+                 WHERE s.ts_unix_ns > c.last_seen_unix_ns
+                 ORDER BY s.container_sk, s.ts_unix_ns",
+            )
+            .map_err(load("container_samples"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<u64>>(2)?,
+                    r.get::<_, Option<u64>>(3)?,
+                    r.get::<_, Option<u64>>(4)?,
+                ))
+            })
+            .map_err(load("container_samples"))?;
+        for row in rows {
+            let (sk, ts, cpu_limit, memory_limit, oom_kills) =
+                row.map_err(load("container_samples"))?;
+            let Some(row) = by_sk.get(&sk).and_then(|k| self.containers.get_mut(k)) else {
+                continue;
+            };
+            recovered.container_samples += 1;
+            let state = &mut row.state;
+            state.samples_stored += 1;
+            state.record_latest(ts, cpu_limit, memory_limit, oom_kills);
+            // Taken to be in its node's latest batch: true unless it
+            // vanished in the last interval before the crash, and the
+            // node's next batch corrects that.
+            if let Some(tick) = latest_tick.get(&row.identity.node_name) {
+                state.last_tick_unix_ns = state.last_tick_unix_ns.max(*tick);
+            }
+            self.dirty.containers.insert(row.container_key.clone());
+        }
+        Ok(recovered)
+    }
+
     /// Highest stored seq of an agent, 0 when unknown.
     pub fn last_seq(&self, agent_id: &str) -> u64 {
         self.agents.get(agent_id).map_or(0, |a| a.last_seq)
@@ -269,8 +508,30 @@ impl Dims {
         }
     }
 
-    /// Makes committed changes the new state.
-    pub fn apply(&mut self, changes: DimChanges) {
+    /// Makes committed changes the new state. `flushed`: the transaction
+    /// wrote every changed and dirty row ([`DimChanges::write`] with a
+    /// watermark); otherwise the rows it changed but did not write become
+    /// dirty.
+    pub fn apply(&mut self, changes: DimChanges, flushed: bool) {
+        if flushed {
+            self.dirty = Dirty::default();
+        } else {
+            for key in changes.agents.keys() {
+                if self.agents.contains_key(key) {
+                    self.dirty.agents.insert(key.clone());
+                }
+            }
+            for key in changes.nodes.keys() {
+                if self.nodes.contains_key(key) {
+                    self.dirty.nodes.insert(key.clone());
+                }
+            }
+            for (key, change) in &changes.containers {
+                if !change.is_new && !change.identity_changed {
+                    self.dirty.containers.insert(key.clone());
+                }
+            }
+        }
         self.agents.extend(changes.agents);
         self.nodes.extend(changes.nodes);
         for (key, change) in changes.containers {
@@ -307,28 +568,54 @@ impl DimChanges {
             .or_insert_with(|| dims.agents.get(agent_id).cloned().unwrap_or_else(init))
     }
 
-    /// Writes every changed row inside the caller's transaction: new rows
-    /// are appended to their table; changed rows are appended to a temp
-    /// staging table and applied with one `UPDATE ... FROM`. (DuckDB's
-    /// `INSERT OR REPLACE` takes seconds for 50,000 existing rows; this takes
-    /// milliseconds.) A container whose identity did not change (the common
-    /// case: only last-seen and counters moved) goes through a narrow
-    /// staging table of its volatile columns. Every appender is flushed
-    /// explicitly.
-    pub fn write(&self, conn: &Connection, dims: &Dims) -> Result<(), StoreError> {
+    /// True when it adds an agent: its new row holds this change's
+    /// counts, which recovery would add again from the ledger, so such a
+    /// change must be written with a watermark.
+    pub fn adds_agent(&self, dims: &Dims) -> bool {
+        self.agents.keys().any(|k| !dims.agents.contains_key(k))
+    }
+
+    /// Writes inside the caller's transaction: new rows are appended to
+    /// their table, and a container whose identity changed is rewritten
+    /// whole (changed rows go to a temp staging table and are applied with
+    /// one `UPDATE ... FROM`; DuckDB's `INSERT OR REPLACE` takes seconds for
+    /// 50,000 existing rows, this takes milliseconds).
+    ///
+    /// With `flush_watermark`, also the state of every other changed row
+    /// and of every row `dims` holds dirty, containers through a narrow
+    /// staging table of their volatile columns, and the watermark: the
+    /// collector time of the newest ledger row the written state covers.
+    /// Every appender is flushed explicitly.
+    pub fn write(
+        &self,
+        conn: &Connection,
+        dims: &Dims,
+        flush_watermark: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let flush = flush_watermark.is_some();
         let agents = sorted(self.agents.values(), |a| a.agent_id.clone());
         let (old, new): (Vec<_>, Vec<_>) = agents
             .into_iter()
             .partition(|a| dims.agents.contains_key(&a.agent_id));
         append_rows(conn, "agents", false, &new, append_agent)?;
-        update_from_stage(conn, "stage_agents", UPDATE_AGENTS, &old, append_agent)?;
+        if flush {
+            let old = with_dirty(old, &dims.dirty.agents, &self.agents, &dims.agents, |a| {
+                a.agent_id.clone()
+            });
+            update_from_stage(conn, "stage_agents", UPDATE_AGENTS, &old, append_agent)?;
+        }
 
         let nodes = sorted(self.nodes.values(), |n| n.node_name.clone());
         let (old, new): (Vec<_>, Vec<_>) = nodes
             .into_iter()
             .partition(|n| dims.nodes.contains_key(&n.node_name));
         append_rows(conn, "nodes", false, &new, append_node)?;
-        update_from_stage(conn, "stage_nodes", UPDATE_NODES, &old, append_node)?;
+        if flush {
+            let old = with_dirty(old, &dims.dirty.nodes, &self.nodes, &dims.nodes, |n| {
+                n.node_name.clone()
+            });
+            update_from_stage(conn, "stage_nodes", UPDATE_NODES, &old, append_node)?;
+        }
 
         let mut changed: Vec<(&String, &ContainerChange)> = self.containers.iter().collect();
         changed.sort_unstable_by_key(|(_, c)| c.sk);
@@ -341,7 +628,7 @@ impl DimChanges {
                 new.push(whole);
             } else if c.identity_changed {
                 renamed.push(whole);
-            } else {
+            } else if flush {
                 moved.push((c.sk, c.state));
             }
         }
@@ -355,8 +642,57 @@ impl DimChanges {
             &renamed,
             append_container,
         )?;
-        stage_container_states(conn, &moved)
+        let Some(watermark) = flush_watermark else {
+            return Ok(());
+        };
+        let unchanged_dirty = dims
+            .dirty
+            .containers
+            .iter()
+            .filter(|k| !self.containers.contains_key(*k))
+            .filter_map(|k| dims.containers.get(k));
+        let before = moved.len();
+        moved.extend(unchanged_dirty.map(|row| (row.container_sk, row.state)));
+        if moved.len() > before {
+            moved.sort_unstable_by_key(|(sk, _)| *sk);
+        }
+        stage_container_states(conn, &moved)?;
+        write_watermark(conn, watermark)
     }
+}
+
+/// `changed` rows plus the dirty rows of `committed` this change does not
+/// touch, in key order.
+fn with_dirty<'a, R, K: Ord>(
+    mut changed: Vec<&'a R>,
+    dirty: &HashSet<String>,
+    in_change: &HashMap<String, R>,
+    committed: &'a HashMap<String, R>,
+    key: impl Fn(&R) -> K,
+) -> Vec<&'a R> {
+    let before = changed.len();
+    changed.extend(
+        dirty
+            .iter()
+            .filter(|k| !in_change.contains_key(*k))
+            .filter_map(|k| committed.get(k)),
+    );
+    if changed.len() > before {
+        changed.sort_by_cached_key(|r| key(r));
+    }
+    changed
+}
+
+/// Records that the dimension tables hold what every ledger row received
+/// up to `watermark_unix_ns` stored.
+fn write_watermark(conn: &Connection, watermark_unix_ns: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE dims_flush SET flushed_received_unix_ns = ?")
+        .and_then(|mut stmt| stmt.execute(params![watermark_unix_ns]))
+        .map_err(|source| StoreError::Ingest {
+            step: "record the dimension flush",
+            source,
+        })?;
+    Ok(())
 }
 
 /// A whole `containers` row: key, surrogate key, identity, state.

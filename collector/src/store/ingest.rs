@@ -275,6 +275,13 @@ impl Store {
             return Ok(outcomes);
         }
 
+        let flush = &mut self.dims_flush;
+        let received_unix_ns = if flush.interval.is_zero() {
+            received_unix_ns
+        } else {
+            received_unix_ns.max(flush.last_received_unix_ns.saturating_add(1))
+        };
+        let watermark = flush.last_received_unix_ns.max(received_unix_ns);
         let mut changes = self.dims.begin();
         let tx = self
             .conn
@@ -283,8 +290,17 @@ impl Store {
                 step: "begin",
                 source,
             })?;
+        let mut flushed = false;
         let written = append_all(&tx, &self.dims, &mut changes, &accepted, received_unix_ns)
-            .and_then(|counts| changes.write(&tx, &self.dims).map(|()| counts))
+            .and_then(|counts| {
+                let flush = &self.dims_flush;
+                flushed = flush.interval.is_zero()
+                    || flush.last.elapsed() >= flush.interval
+                    || changes.adds_agent(&self.dims);
+                changes
+                    .write(&tx, &self.dims, flushed.then_some(watermark))
+                    .map(|()| counts)
+            })
             .and_then(|counts| {
                 for (_, v) in &accepted {
                     if let Some(inventory) = &v.batch.inventory {
@@ -312,7 +328,11 @@ impl Store {
             batches: accepted.len(),
             source,
         })?;
-        self.dims.apply(changes);
+        self.dims.apply(changes, flushed);
+        self.dims_flush.last_received_unix_ns = watermark;
+        if flushed {
+            self.dims_flush.last = std::time::Instant::now();
+        }
         for ((index, _), (container_samples, network_samples)) in accepted.iter().zip(counts) {
             outcomes[*index] = IngestOutcome::Stored {
                 container_samples,
@@ -355,10 +375,13 @@ impl Store {
                 step: "begin hello",
                 source,
             })?;
-        changes.write(&tx, &self.dims)?;
+        // Written with everything held back: a new agent's row must not
+        // be ahead of the watermark (see `DimChanges::adds_agent`).
+        changes.write(&tx, &self.dims, Some(self.dims_flush.last_received_unix_ns))?;
         tx.commit()
             .map_err(|source| StoreError::Commit { batches: 0, source })?;
-        self.dims.apply(changes);
+        self.dims.apply(changes, true);
+        self.dims_flush.last = std::time::Instant::now();
         Ok(last_seq)
     }
 }
@@ -773,19 +796,12 @@ fn fold_container(
     // Only the newest sample updates the latest facts; a late, older sample
     // (replayed out of order) is stored but cannot be placed in the OOM sum.
     if ts >= state.last_seen_unix_ns {
-        state.last_seen_unix_ns = ts;
-        state.cpu_limit_millicores = sample.cpu_limit_millicores;
-        state.memory_limit_bytes = sample.memory_limit_bytes;
-        if let Some(oom_kills) = sample.oom_kills {
-            let increase = match state.oom_kills_last {
-                Some(last) if oom_kills >= last => oom_kills - last,
-                // First sample, or the counter reset: the new value is what
-                // accumulated since the cgroup was (re)created.
-                _ => oom_kills,
-            };
-            state.oom_kills_total = state.oom_kills_total.saturating_add(increase);
-            state.oom_kills_last = Some(oom_kills);
-        }
+        state.record_latest(
+            ts,
+            sample.cpu_limit_millicores,
+            sample.memory_limit_bytes,
+            sample.oom_kills,
+        );
         if !same_identity(&change.identity, node_name, identity) {
             // The container id is part of the key: it never changes.
             change.identity = Arc::new(ContainerIdentity {

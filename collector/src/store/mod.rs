@@ -29,7 +29,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use duckdb::Connection;
 
@@ -59,7 +59,10 @@ pub(crate) use usage_summary::refresh as refresh_usage_summary;
 pub use usage_summary::{
     DEFAULT_CPU_HALF_LIFE_S, HOUR_NS, MIN_CPU_HALF_LIFE_S, SummaryRepair, SummaryState,
 };
-pub use writer::{PendingBatch, Writer, WriterConfig, WriterError, WriterHandle, WriterStats};
+pub use writer::{
+    DEFAULT_DIMS_FLUSH_INTERVAL, PendingBatch, Writer, WriterConfig, WriterError, WriterHandle,
+    WriterStats,
+};
 
 /// What went wrong opening or writing the store. Every variant names what
 /// failed; query-side errors are [`QueryError`].
@@ -198,6 +201,22 @@ pub struct Store {
     /// retention run), shared with [`Retention`]: ingest answers batches
     /// whose tick is older as expired.
     raw_horizon: Arc<AtomicI64>,
+    /// When the dimension tables' state is written (see [`dims`]).
+    dims_flush: DimsFlush,
+}
+
+/// The write-behind schedule of the dimension tables' state.
+#[derive(Debug)]
+struct DimsFlush {
+    /// Longest the stored state may lag; zero writes it in every ingest.
+    interval: Duration,
+    /// When it was last written.
+    last: Instant,
+    /// Newest collector time stamped on a ledger row: the watermark the
+    /// next flush records. While the state is written behind, each ingest
+    /// is stamped after the previous one (the clock stepping back cannot
+    /// put a later ingest at or under a recorded watermark).
+    last_received_unix_ns: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -290,14 +309,34 @@ impl Store {
                 "hourly usage summary rebuilt where it differed from usage"
             );
         }
-        let dims = dims::Dims::load(&conn)?;
+        let mut dims = dims::Dims::load(&conn)?;
+        let watermark = dims::Dims::load_watermark(&conn)?;
+        let started = std::time::Instant::now();
+        let recovered = dims.recover(&conn, watermark)?;
         let raw_horizon = retention::load_raw_horizon(&conn)?;
-        Ok(Store {
+        let mut store = Store {
             conn,
             path,
             dims,
             raw_horizon: Arc::new(AtomicI64::new(raw_horizon)),
-        })
+            dims_flush: DimsFlush {
+                interval: Duration::ZERO,
+                last: Instant::now(),
+                last_received_unix_ns: watermark.max(recovered.last_received_unix_ns),
+            },
+        };
+        if recovered.batches > 0 {
+            store.flush_dims()?;
+            tracing::info!(
+                path = %shown,
+                batches = recovered.batches,
+                container_samples = recovered.container_samples,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "agents, nodes and containers brought up to date with what was stored \
+                 after their last write (the collector stopped without writing them)"
+            );
+        }
+        Ok(store)
     }
 
     /// Brings the hourly usage summary in step with `usage` (what opening
@@ -343,8 +382,52 @@ impl Store {
         self.dims.last_seq(agent_id)
     }
 
-    /// Writes the WAL into the database file (`CHECKPOINT`).
+    /// Sets how long the stored state of agents, nodes and containers (last
+    /// seen, counts, limits, OOM totals) may lag what was ingested: it is
+    /// then written at most once per `interval`, by an ingest, or by
+    /// [`Store::flush_dims`] when the caller finds it due
+    /// ([`Store::dims_flush_due_at`]). Zero (the default) writes it in
+    /// every ingest. New rows are always written at once; a crash loses
+    /// nothing (see the `dims` module).
+    pub fn set_dims_flush_interval(&mut self, interval: Duration) {
+        self.dims_flush.interval = interval;
+    }
+
+    /// When state held back by the flush interval must be written; `None`
+    /// when none is held back. After a failed write, at least 100 ms later
+    /// (with a zero interval too).
+    pub fn dims_flush_due_at(&self) -> Option<Instant> {
+        let wait = self.dims_flush.interval.max(Duration::from_millis(100));
+        (!self.dims.dirty.is_empty()).then(|| self.dims_flush.last + wait)
+    }
+
+    /// Writes the state held back by the flush interval, in its own
+    /// transaction (nothing when none is).
+    pub fn flush_dims(&mut self) -> Result<(), StoreError> {
+        // Failed or not, the next attempt is an interval away.
+        self.dims_flush.last = Instant::now();
+        if self.dims.dirty.is_empty() {
+            return Ok(());
+        }
+        let changes = self.dims.begin();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Ingest {
+                step: "begin a dimension flush",
+                source,
+            })?;
+        changes.write(&tx, &self.dims, Some(self.dims_flush.last_received_unix_ns))?;
+        tx.commit()
+            .map_err(|source| StoreError::Commit { batches: 0, source })?;
+        self.dims.apply(changes, true);
+        Ok(())
+    }
+
+    /// Writes held-back state, then the WAL into the database file
+    /// (`CHECKPOINT`).
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.flush_dims()?;
         self.conn
             .execute_batch("CHECKPOINT")
             .map_err(StoreError::Checkpoint)
@@ -360,6 +443,20 @@ impl Store {
     /// is older [`IngestOutcome::Expired`].
     pub fn raw_horizon_unix_ns(&self) -> i64 {
         self.raw_horizon.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Store {
+    /// Writes the state held back by the flush interval, so a store closed
+    /// in order opens without rebuilding it.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_dims() {
+            tracing::warn!(
+                error = %e,
+                "writing agents, nodes and containers at close failed; \
+                 the next open rebuilds them from the ledger and the samples"
+            );
+        }
     }
 }
 

@@ -503,7 +503,9 @@ impl Reader {
         self.path.as_deref().map_or(0, store_bytes)
     }
 
-    /// Highest seq stored for `agent_id`, 0 when none.
+    /// Highest seq stored for `agent_id`, 0 when none, as of the writer's
+    /// last write of agent state (at most its flush interval behind, see
+    /// `WriterConfig::dims_flush_interval`).
     pub fn last_stored_seq(&self, agent_id: &str) -> Result<u64, QueryError> {
         let conn = self.conn();
         let mut stmt = conn

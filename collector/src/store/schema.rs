@@ -33,16 +33,19 @@ use super::StoreError;
 pub const WAL_CHECKPOINT_THRESHOLD: &str = "256MB";
 
 /// Version of the schema this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Versions this build opens and upgrades to [`SCHEMA_VERSION`]: versions 2
 /// (the inventory), 3 (`usage`, `rollup_state`), 4 (the hourly usage
-/// summary) and 5 (retention's `retention_state` and `ledger_horizon`;
-/// `node_labels` and `update_events`, created unversioned before) only
-/// added tables, which `CREATE ... IF NOT EXISTS` creates in an older
-/// store. The summary of usage rows an older store already holds is built
-/// when the store opens (see `usage_summary`).
-const UPGRADABLE_VERSIONS: &[i32] = &[1, 2, 3, 4];
+/// summary), 5 (retention's `retention_state` and `ledger_horizon`;
+/// `node_labels` and `update_events`, created unversioned before) and 6
+/// (`dims_flush`: the dimension tables' state may lag the ledger, see
+/// `store::dims`) only added tables, which `CREATE ... IF NOT EXISTS`
+/// creates in an older store. The summary of usage rows an older store
+/// already holds is built when the store opens (see `usage_summary`). An
+/// older build refuses a version-6 store: it would trust dimension rows
+/// that may lag the ledger.
+const UPGRADABLE_VERSIONS: &[i32] = &[1, 2, 3, 4, 5];
 
 /// `counter_delta(cur, prev)`: the increase of a cumulative counter between
 /// two samples, with counter resets handled as Prometheus `rate()` does.
@@ -106,6 +109,14 @@ CREATE TABLE IF NOT EXISTS batches (
     malformed_skips      UBIGINT NOT NULL,
     vanished             UBIGINT NOT NULL,
     PRIMARY KEY (agent_id, seq)
+);
+
+-- Schema version 6: the dimension tables (agents, nodes, containers) hold
+-- what every ledger row received up to this collector time stored; what
+-- later rows changed is rebuilt from the ledger and the samples when the
+-- store opens (see store/dims.rs). One row.
+CREATE TABLE IF NOT EXISTS dims_flush (
+    flushed_received_unix_ns BIGINT NOT NULL
 );
 
 -- One row per node: facts from its latest tick.
@@ -565,6 +576,14 @@ pub(crate) fn ensure(
             });
         }
     }
+    // A store from before version 6 wrote its dimension rows in every
+    // ingest: they hold everything the ledger does.
+    tx.execute_batch(
+        "INSERT INTO dims_flush
+             SELECT coalesce(max(received_unix_ns), -9223372036854775808) FROM batches
+             WHERE NOT EXISTS (SELECT 1 FROM dims_flush)",
+    )
+    .map_err(sql("seed dims_flush"))?;
     tx.commit().map_err(sql("commit"))?;
     conn.execute_batch(STAGING)
         .map_err(sql("create staging tables"))?;

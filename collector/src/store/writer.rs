@@ -44,6 +44,10 @@ pub struct WriterConfig {
     pub checkpoint_interval: Duration,
     /// Checkpoint after this many stored batches.
     pub checkpoint_every_batches: u64,
+    /// Longest the stored state of agents, nodes and containers may lag
+    /// the samples (see [`Store::set_dims_flush_interval`]); queries see
+    /// last-seen times and counts up to this old.
+    pub dims_flush_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -54,9 +58,15 @@ impl Default for WriterConfig {
             max_group_wait: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_every_batches: 10_000,
+            dims_flush_interval: DEFAULT_DIMS_FLUSH_INTERVAL,
         }
     }
 }
+
+/// How long the writer lets the stored state of agents, nodes and
+/// containers lag: writing it in every transaction was more than half the
+/// writer's time under load (bench/RESULTS.md).
+pub const DEFAULT_DIMS_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a job was not answered with a result from the store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -176,7 +186,8 @@ impl Writer {
     }
 
     /// Moves `store` onto a new writer thread.
-    pub fn spawn_with(store: Store, config: WriterConfig) -> Result<WriterHandle, WriterError> {
+    pub fn spawn_with(mut store: Store, config: WriterConfig) -> Result<WriterHandle, WriterError> {
+        store.set_dims_flush_interval(config.dims_flush_interval);
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -348,21 +359,34 @@ impl WriterThread {
         tracing::debug!("store writer stopped");
     }
 
-    /// The next job, checkpointing when the schedule comes due while idle.
-    /// `None` once every handle is gone.
+    /// The next job, writing held-back dimension state and checkpointing
+    /// when their schedules come due while idle. `None` once every handle
+    /// is gone.
     fn next_job(&mut self) -> Option<Job> {
         loop {
-            if self.since_checkpoint == 0 {
-                return self.runtime.block_on(self.rx.recv());
-            }
-            let deadline = self.last_checkpoint + self.config.checkpoint_interval;
+            let checkpoint_at = (self.since_checkpoint > 0)
+                .then(|| self.last_checkpoint + self.config.checkpoint_interval);
+            let flush_at = self.store.dims_flush_due_at().map(Instant::from_std);
+            let deadline = match (checkpoint_at, flush_at) {
+                (None, None) => return self.runtime.block_on(self.rx.recv()),
+                (Some(at), None) | (None, Some(at)) => at,
+                (Some(a), Some(b)) => a.min(b),
+            };
             let rx = &mut self.rx;
             let received = self
                 .runtime
                 .block_on(async move { tokio::time::timeout_at(deadline, rx.recv()).await });
             match received {
                 Ok(job) => return job,
-                Err(_idle) => self.checkpoint(),
+                Err(_idle) if checkpoint_at.is_some_and(|at| at <= Instant::now()) => {
+                    self.checkpoint();
+                }
+                Err(_idle) => {
+                    if let Err(e) = self.store.flush_dims() {
+                        // Retried at the next ingest, checkpoint or stop.
+                        tracing::warn!(error = %e, "writing held-back agent, node and container state failed");
+                    }
+                }
             }
         }
     }
