@@ -476,9 +476,13 @@ fn cli_lists_tops_describes_and_doctors_a_standalone_collector() {
             assert!(text.contains(&format!("{:<16}{NODE}\n", "Node:")), "{text}");
             assert!(text.contains("Limits:"), "{text}");
             assert!(text.contains("Recent usage (last 10m"), "{text}");
-            let v = upid_json(&server, &["describe", "container", id]);
+            // Rates mean two samples; the count follows within the
+            // writer's flush interval (docs/collector.md).
+            let v = wait_for(DATA_TIMEOUT, "`describe` to count two samples", || {
+                let v = upid_json(&server, &["describe", "container", id]);
+                (v["samples_stored"].as_u64().unwrap_or(0) >= 2).then_some(v)
+            });
             assert_eq!(v["container"]["id"], id);
-            assert!(v["samples_stored"].as_u64().unwrap_or(0) >= 2, "{v}");
             assert!(v["latest_sample"]["timestamp_unix_ns"].is_i64(), "{v}");
             assert!(v["series"]["points"].is_array(), "{v}");
         }

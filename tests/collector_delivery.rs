@@ -102,6 +102,21 @@ fn assert_exactly_once(store_path: &Path, agents: &[(&str, SpoolFacts)]) {
         );
         assert_eq!(node_rows as u64, facts.last_seq, "node samples of {node}");
         assert_eq!(distinct_ticks, node_rows, "a tick of {node} stored twice");
+        // The agent's row agrees with the ledger, though a crash lost what
+        // the collector held back of it (rebuilt when the store opened).
+        let (last_seq, batches_stored) = store::count_pair(
+            &conn,
+            &format!(
+                "SELECT last_seq::BIGINT, batches_stored::BIGINT FROM agents \
+                 WHERE agent_id = '{}'",
+                facts.agent_id
+            ),
+        );
+        assert_eq!(
+            (last_seq as u64, batches_stored as u64),
+            (facts.last_seq, facts.last_seq),
+            "agents row of {node}: last_seq, batches_stored"
+        );
     }
     // Container samples: exactly what the stored batches say they carried,
     // and no container sampled twice at the same instant.
@@ -119,6 +134,14 @@ fn assert_exactly_once(store_path: &Path, agents: &[(&str, SpoolFacts)]) {
         "container_samples rows vs batches.containers"
     );
     assert_eq!(distinct, rows, "a container sample stored twice");
+    let counted = store::count(
+        &conn,
+        "SELECT coalesce(sum(samples_stored), 0)::BIGINT FROM containers",
+    );
+    assert_eq!(
+        counted, rows,
+        "containers.samples_stored vs container_samples rows"
+    );
     let total = store::count(&conn, "SELECT count(*) FROM batches");
     let made: u64 = agents.iter().map(|(_, f)| f.last_seq).sum();
     assert_eq!(total as u64, made, "batches stored vs batches made");

@@ -21,6 +21,12 @@ pub fn count(conn: &Connection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs a query that returns one row of two integers.
+pub fn count_pair(conn: &Connection, sql: &str) -> (i64, i64) {
+    conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// The stored batches' seqs per agent id, ascending, with the agent's node.
 pub fn seqs_by_agent(conn: &Connection) -> BTreeMap<String, (String, Vec<u64>)> {
     let mut stmt = conn
