@@ -368,20 +368,9 @@ impl Store {
         agent.last_seen_unix_ns = agent.last_seen_unix_ns.max(received_unix_ns);
         let last_seq = agent.last_seq;
 
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| StoreError::Ingest {
-                step: "begin hello",
-                source,
-            })?;
         // Written with everything held back: a new agent's row must not
         // be ahead of the watermark (see `DimChanges::adds_agent`).
-        changes.write(&tx, &self.dims, Some(self.dims_flush.last_received_unix_ns))?;
-        tx.commit()
-            .map_err(|source| StoreError::Commit { batches: 0, source })?;
-        self.dims.apply(changes, true);
-        self.dims_flush.last = std::time::Instant::now();
+        self.write_dims_with_held_back(changes, "begin hello")?;
         Ok(last_seq)
     }
 }

@@ -409,18 +409,28 @@ impl Store {
         if self.dims.dirty.is_empty() {
             return Ok(());
         }
-        let changes = self.dims.begin();
+        self.write_dims_with_held_back(self.dims.begin(), "begin a dimension flush")
+    }
+
+    /// Writes `changes` and everything held back in a transaction of
+    /// their own, with the watermark; `begin_step` names its BEGIN.
+    fn write_dims_with_held_back(
+        &mut self,
+        changes: dims::DimChanges,
+        begin_step: &'static str,
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction()
             .map_err(|source| StoreError::Ingest {
-                step: "begin a dimension flush",
+                step: begin_step,
                 source,
             })?;
         changes.write(&tx, &self.dims, Some(self.dims_flush.last_received_unix_ns))?;
         tx.commit()
             .map_err(|source| StoreError::Commit { batches: 0, source })?;
         self.dims.apply(changes, true);
+        self.dims_flush.last = Instant::now();
         Ok(())
     }
 
