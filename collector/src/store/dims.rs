@@ -195,6 +195,11 @@ pub(crate) struct Dims {
     pub dirty: Dirty,
 }
 
+/// How much older than its batch's tick a container sample may be, at
+/// most, for recovery: an agent samples its node and containers within
+/// one tick loop, which takes milliseconds.
+const RECOVERY_SLACK_NS: i64 = 10 * 60 * 1_000_000_000;
+
 /// Keys of rows whose state in memory is newer than in their table.
 #[derive(Debug, Default)]
 pub(crate) struct Dirty {
@@ -362,7 +367,7 @@ impl Dims {
             .prepare(
                 "SELECT agent_id, count(*), sum(malformed_skips)::UBIGINT, sum(vanished)::UBIGINT,
                         max(seq), min(received_unix_ns), max(received_unix_ns),
-                        arg_max(node_name, seq)
+                        arg_max(node_name, seq), min(tick_unix_ns)
                  FROM batches WHERE received_unix_ns > ? GROUP BY agent_id",
             )
             .map_err(load("batches"))?;
@@ -377,12 +382,15 @@ impl Dims {
                     r.get::<_, i64>(5)?,
                     r.get::<_, i64>(6)?,
                     r.get::<_, String>(7)?,
+                    r.get::<_, i64>(8)?,
                 ))
             })
             .map_err(load("batches"))?;
+        let mut oldest_tick = i64::MAX;
         for row in rows {
-            let (agent_id, batches, malformed, vanished, seq, first, last, node) =
+            let (agent_id, batches, malformed, vanished, seq, first, last, node, tick) =
                 row.map_err(load("batches"))?;
+            oldest_tick = oldest_tick.min(tick);
             recovered.batches += batches;
             recovered.last_received_unix_ns = recovered.last_received_unix_ns.max(last);
             let Some(agent) = self.agents.get_mut(&agent_id) else {
@@ -449,6 +457,9 @@ impl Dims {
         }
 
         // Samples newer than each container's stored newest one, in order.
+        // They came in those batches, sampled in the same tick loop as
+        // their node: never ten minutes before the oldest tick, a bound
+        // that lets DuckDB skip every older row group.
         let by_sk: HashMap<u32, String> = self
             .containers
             .values()
@@ -459,12 +470,13 @@ impl Dims {
                 "SELECT s.container_sk, s.ts_unix_ns, s.cpu_limit_millicores,
                         s.memory_limit_bytes, s.memory_oom_kills
                  FROM container_samples s JOIN containers c USING (container_sk)
-                 WHERE s.ts_unix_ns > c.last_seen_unix_ns
+                 WHERE s.ts_unix_ns > c.last_seen_unix_ns AND s.ts_unix_ns >= ?
                  ORDER BY s.container_sk, s.ts_unix_ns",
             )
             .map_err(load("container_samples"))?;
+        let since = oldest_tick.saturating_sub(RECOVERY_SLACK_NS);
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![since], |r| {
                 Ok((
                     r.get::<_, u32>(0)?,
                     r.get::<_, i64>(1)?,
