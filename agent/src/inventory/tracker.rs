@@ -17,7 +17,8 @@
 //!   that container within [`OOM_MATCH_NS`] of it (a runtime that missed
 //!   the kill, as Docker does for processes killed at start, is made good
 //!   by the kernel's report, and a die with exit 137 after a kernel-reported
-//!   kill reads `OOMKilled`),
+//!   kill reads `OOMKilled`; such a die that reaches the tracker before the
+//!   kernel's line is held for it as long),
 //! - `restart` when the restart count rises, also across the new container
 //!   id Kubernetes gives every restart (tracked per pod and container name),
 //! - `health_change` and `image_change` between two known values,
@@ -74,6 +75,10 @@ pub struct Tracker {
     kernel_ooms: HashMap<String, VecDeque<i64>>,
     /// Runtime OOM reports waiting for the kernel's, with their arrival.
     held_ooms: Vec<(Instant, LifecycleEvent)>,
+    /// Dies with exit 137 and no OOM reason waiting for the kernel's report
+    /// of a kill, with their arrival and the run's start: the runtime's die
+    /// can reach the tracker before the kernel log reader's line does.
+    held_dies: Vec<(Instant, LifecycleEvent, i64)>,
     /// The node's labels per source; Kubernetes' win over Docker's.
     node_labels: BTreeMap<Source, BTreeMap<String, String>>,
     /// Node labels changed since the last batch.
@@ -101,6 +106,7 @@ impl Tracker {
             kernel_oom_since_ns: None,
             kernel_ooms: HashMap::new(),
             held_ooms: Vec::new(),
+            held_dies: Vec::new(),
             node_labels: BTreeMap::new(),
             node_labels_changed: false,
             degraded: BTreeMap::new(),
@@ -179,8 +185,10 @@ impl Tracker {
                     }
                     times.push_back(event.timestamp_unix_ns);
                     self.events.push(event);
-                    // The record may read OOMKilled now (see with_kernel_oom).
+                    // The record may read OOMKilled now (see with_kernel_oom),
+                    // and a held die of this kill goes out saying so.
                     self.recompute(&id, now_unix_ns);
+                    self.release_held_dies(Some(Instant::now()));
                 } else {
                     self.oom_reported.insert(event.container_id.clone());
                     self.runtime_oom(event);
@@ -191,6 +199,7 @@ impl Tracker {
                 if since_unix_ns.is_none() {
                     // Nothing will confirm the held reports any more.
                     self.release_held_ooms(None);
+                    self.release_held_dies(None);
                 }
             }
             SourceUpdate::Degraded { source, reason } => {
@@ -230,6 +239,7 @@ impl Tracker {
     /// changed.
     pub fn take(&mut self, now: Instant) -> Option<v1::Inventory> {
         self.release_held_ooms(Some(now));
+        self.release_held_dies(Some(now));
         let full_due = self.waiting_for.is_empty()
             && !self.by_source.is_empty()
             && self.next_full.is_none_or(|at| now >= at);
@@ -320,6 +330,13 @@ impl Tracker {
                 for e in events {
                     if e.kind == EventKind::Oom as i32 {
                         self.runtime_oom(e);
+                    } else if e.kind == EventKind::Die as i32
+                        && e.exit_code == Some(137)
+                        && !new.oom_killed
+                        && self.kernel_oom_since_ns.is_some()
+                    {
+                        let started = new.started_unix_ns.unwrap_or(0);
+                        self.held_dies.push((Instant::now(), e, started));
                     } else {
                         self.events.push(e);
                     }
@@ -352,6 +369,31 @@ impl Tracker {
                     .iter()
                     .any(|t| t.abs_diff(event.timestamp_unix_ns) <= OOM_MATCH_NS.unsigned_abs())
             })
+    }
+
+    /// Passes on the held dies: those the kernel reported a kill for in
+    /// their run (at once, reading `OOMKilled`), and the others
+    /// [`OOM_HOLD`] after their arrival (all of them when `now` is `None`).
+    fn release_held_dies(&mut self, now: Option<Instant>) {
+        let held = std::mem::take(&mut self.held_dies);
+        for (arrived, mut die, started) in held {
+            let killed = self
+                .kernel_ooms
+                .get(&die.container_id)
+                .is_some_and(|times| {
+                    times.iter().any(|t| {
+                        *t >= started && *t <= die.timestamp_unix_ns.saturating_add(OOM_MATCH_NS)
+                    })
+                });
+            if killed {
+                die.detail = "exit 137 (OOMKilled)".to_string();
+                self.events.push(die);
+            } else if now.is_none_or(|now| now >= arrived + OOM_HOLD) {
+                self.events.push(die);
+            } else {
+                self.held_dies.push((arrived, die, started));
+            }
+        }
     }
 
     /// Passes on the held runtime OOM reports that the kernel did not
@@ -974,6 +1016,41 @@ mod tests {
             "the record says so too"
         );
         assert!(t.take(now + OOM_HOLD * 4).is_none(), "and nothing later");
+    }
+
+    #[test]
+    fn a_die_that_beats_the_kernels_line_still_reads_oom_killed() {
+        let (mut t, c) = watched_running();
+        let now = Instant::now();
+        t.take(now);
+        // Docker's die (it missed the kill) is folded in before the kernel
+        // log reader's line arrives.
+        t.apply(upsert(exited_137(c, false)), 101 * S);
+        assert!(
+            t.take(now).is_none_or(|inv| inv.events.is_empty()),
+            "the die waits"
+        );
+        t.apply(kernel_oom(100 * S + 900_000_000), 101 * S);
+        let inv = t.take(now).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::Oom, EventKind::Die]);
+        assert_eq!(inv.events[1].detail, "exit 137 (OOMKilled)");
+        assert!(t.get(ID).is_some_and(|r| r.oom_killed));
+        assert!(t.take(now + OOM_HOLD * 2).is_none(), "sent once");
+    }
+
+    #[test]
+    fn an_exit_137_the_kernel_never_reports_goes_out_after_the_hold() {
+        let (mut t, c) = watched_running();
+        let now = Instant::now();
+        t.take(now);
+        t.apply(upsert(exited_137(c, false)), 101 * S);
+        assert!(
+            t.take(now).is_none_or(|inv| inv.events.is_empty()),
+            "the die waits"
+        );
+        let inv = t.take(Instant::now() + OOM_HOLD).unwrap_or_default();
+        assert_eq!(kinds(&inv), vec![EventKind::Die]);
+        assert_eq!(inv.events[0].detail, "exit 137");
     }
 
     #[test]
