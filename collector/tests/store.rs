@@ -1812,3 +1812,70 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Checkpoints run on a thread of their own beside ingest: with one after
+/// every batch, concurrent agents still get every batch stored exactly
+/// once, the checkpoints are counted and timed, the state held back while
+/// each ran is written afterwards, and the store closes with its WAL
+/// written into the file.
+#[tokio::test]
+async fn checkpoints_beside_ingest_lose_and_hold_back_nothing() {
+    let dir = TempDir::new();
+    let path = dir.path("upid.duckdb");
+    let store = Store::open(&path).expect("open");
+    let reader = store.reader().expect("reader");
+    let config = WriterConfig {
+        checkpoint_every_batches: 1,
+        dims_flush_interval: Duration::from_millis(50),
+        ..WriterConfig::default()
+    };
+    let writer = Writer::spawn_with(store, config).expect("spawn");
+    let agents = 4u64;
+    let ticks = 25u64;
+    let mut tasks = Vec::new();
+    for a in 0..agents {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = docker_id(&format!("{a:02x}"));
+            for seq in 1..=ticks {
+                let tick = T0 + seq as i64 * 10 * SEC;
+                let b = batch(
+                    &format!("agent-{a}"),
+                    &format!("node-{a}"),
+                    seq,
+                    tick,
+                    vec![full_sample(&id, tick)],
+                    vec![],
+                );
+                assert_eq!(writer.submit(b).await.expect("submit"), stored(1, 0));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("agent task");
+    }
+    eventually("every node's last seq", || {
+        let nodes = reader.list_nodes().expect("nodes");
+        (nodes.len() == agents as usize && nodes.iter().all(|n| n.last_seq == ticks)).then_some(())
+    })
+    .await;
+    let stats = writer.stats();
+    assert!(stats.checkpoints >= 2, "{stats:?}");
+    assert_eq!(stats.checkpoint_errors, 0, "{stats:?}");
+    assert_eq!(writer.durations().checkpoint.count(), stats.checkpoints);
+    writer.shutdown().await.expect("shutdown");
+    drop(reader);
+    let wal = PathBuf::from(format!("{}.wal", path.display()));
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
+        "the WAL was left unwritten at close"
+    );
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM container_samples"),
+        (agents * ticks) as i64
+    );
+    assert_eq!(
+        count(&path, "SELECT sum(samples_stored)::BIGINT FROM containers"),
+        (agents * ticks) as i64
+    );
+}

@@ -294,8 +294,9 @@ impl Store {
         let written = append_all(&tx, &self.dims, &mut changes, &accepted, received_unix_ns)
             .and_then(|counts| {
                 let flush = &self.dims_flush;
+                let held = flush.hold.load(std::sync::atomic::Ordering::SeqCst);
                 flushed = flush.interval.is_zero()
-                    || flush.last.elapsed() >= flush.interval
+                    || (!held && flush.last.elapsed() >= flush.interval)
                     || changes.adds_agent(&self.dims);
                 changes
                     .write(&tx, &self.dims, flushed.then_some(watermark))

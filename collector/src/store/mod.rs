@@ -217,6 +217,60 @@ struct DimsFlush {
     /// is stamped after the previous one (the clock stepping back cannot
     /// put a later ingest at or under a recorded watermark).
     last_received_unix_ns: i64,
+    /// Set while a [`BackgroundCheckpoint`] runs: the state is then held
+    /// back, since its UPDATEs would wait for the checkpoint to finish.
+    hold: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Writes the WAL into the database file (`CHECKPOINT`) on a connection of
+/// its own, so that the writer's ingest goes on meanwhile.
+///
+/// DuckDB lets commits run during a checkpoint; an append waits only
+/// while the checkpoint writes that same table. Two things cannot run
+/// beside one: a transaction that UPDATEs (it takes the checkpoint lock
+/// shared, so the checkpoint is refused while one is open, and one that
+/// starts during a checkpoint waits for it), and a vacuum of deleted rows
+/// while other transactions are open (DuckDB then checkpoints without it).
+/// The writer's only UPDATEs are the write-behind of agent, node and
+/// container state, which it holds back while a checkpoint runs.
+pub struct BackgroundCheckpoint {
+    conn: Connection,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for BackgroundCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundCheckpoint")
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long [`BackgroundCheckpoint::run`] retries a checkpoint that DuckDB
+/// refused because an UPDATE was under way, and how often.
+const CHECKPOINT_RETRY_FOR: Duration = Duration::from_secs(1);
+const CHECKPOINT_RETRY_EVERY: Duration = Duration::from_millis(10);
+
+impl BackgroundCheckpoint {
+    /// Writes the WAL into the database file. The writer holds back its
+    /// UPDATEs meanwhile; a checkpoint refused because one was under way
+    /// is retried for up to a second.
+    pub fn run(&self) -> Result<(), StoreError> {
+        self.hold.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = loop {
+            match self.conn.execute_batch("CHECKPOINT") {
+                Err(e)
+                    if started.elapsed() < CHECKPOINT_RETRY_FOR
+                        && e.to_string().contains("other write transactions") =>
+                {
+                    std::thread::sleep(CHECKPOINT_RETRY_EVERY);
+                }
+                other => break other.map_err(StoreError::Checkpoint),
+            }
+        };
+        self.hold.store(false, Ordering::SeqCst);
+        result
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -323,6 +377,7 @@ impl Store {
                 interval: Duration::ZERO,
                 last: Instant::now(),
                 last_received_unix_ns: watermark.max(recovered.last_received_unix_ns),
+                hold: Arc::default(),
             },
         };
         if recovered.batches > 0 {
@@ -394,11 +449,13 @@ impl Store {
     }
 
     /// When state held back by the flush interval must be written; `None`
-    /// when none is held back. After a failed write, at least 100 ms later
-    /// (with a zero interval too).
+    /// when none is held back, or while a [`BackgroundCheckpoint`] runs.
+    /// After a failed write, at least 100 ms later (with a zero interval
+    /// too).
     pub fn dims_flush_due_at(&self) -> Option<Instant> {
         let wait = self.dims_flush.interval.max(Duration::from_millis(100));
-        (!self.dims.dirty.is_empty()).then(|| self.dims_flush.last + wait)
+        (!self.dims.dirty.is_empty() && !self.dims_flush.hold.load(Ordering::SeqCst))
+            .then(|| self.dims_flush.last + wait)
     }
 
     /// Writes the state held back by the flush interval, in its own
@@ -432,6 +489,15 @@ impl Store {
         self.dims.apply(changes, true);
         self.dims_flush.last = Instant::now();
         Ok(())
+    }
+
+    /// A checkpoint on a connection of its own, for a thread of its own
+    /// (see [`BackgroundCheckpoint`]).
+    pub fn background_checkpoint(&self) -> Result<BackgroundCheckpoint, StoreError> {
+        Ok(BackgroundCheckpoint {
+            conn: self.conn.try_clone().map_err(StoreError::Clone)?,
+            hold: Arc::clone(&self.dims_flush.hold),
+        })
     }
 
     /// Writes held-back state, then the WAL into the database file

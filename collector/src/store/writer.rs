@@ -12,9 +12,11 @@
 //! A full channel makes [`WriterHandle::submit`] wait: backpressure reaches
 //! the agents' streams instead of memory growing.
 //!
-//! The thread checkpoints on a schedule (time or batch count) and once more
-//! when it stops: after [`WriterHandle::shutdown`], or when every handle is
-//! dropped.
+//! Checkpoints come on a schedule (time or batch count) and run on a
+//! thread of their own ([`BackgroundCheckpoint`](super::BackgroundCheckpoint)),
+//! so ingest commits go on while DuckDB writes one; the writer checkpoints
+//! once more itself when it stops: after [`WriterHandle::shutdown`], or
+//! when every handle is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -203,10 +205,18 @@ impl Writer {
             .spawn(move || to_drop.iter().for_each(drop))
             .map(|_| dropper)
             .ok();
+        let checkpointer = match store.background_checkpoint() {
+            Ok(background) => Checkpointer::spawn(background),
+            Err(e) => {
+                tracing::warn!(error = %e, "no connection for background checkpoints; the writer checkpoints itself and ingest waits during each");
+                None
+            }
+        };
         std::thread::Builder::new()
             .name("upid-store-writer".into())
             .spawn(move || {
                 WriterThread {
+                    checkpointer,
                     store,
                     rx,
                     config,
@@ -318,7 +328,54 @@ impl PendingBatch {
     }
 }
 
+/// How often an idle writer looks whether its checkpoint thread finished.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(20);
+
+/// What a background checkpoint came to, and how long it took.
+type CheckpointResult = (Result<(), StoreError>, std::time::Duration);
+
+/// The writer's line to its checkpoint thread.
+struct Checkpointer {
+    requests: std::sync::mpsc::Sender<()>,
+    results: std::sync::mpsc::Receiver<CheckpointResult>,
+    /// The writer's batch count since the previous checkpoint when it
+    /// asked for the running one (`None`: none running).
+    in_flight: Option<u64>,
+}
+
+impl Checkpointer {
+    /// Starts the checkpoint thread; `None` (the writer then checkpoints
+    /// itself) when it cannot be started.
+    fn spawn(background: super::BackgroundCheckpoint) -> Option<Checkpointer> {
+        let (requests, todo) = std::sync::mpsc::channel::<()>();
+        let (done, results) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("upid-store-checkpoint".into())
+            .spawn(move || {
+                for () in todo.iter() {
+                    let started = std::time::Instant::now();
+                    let result = background.run();
+                    if done.send((result, started.elapsed())).is_err() {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Checkpointer {
+                requests,
+                results,
+                in_flight: None,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints itself and ingest waits during each");
+                None
+            }
+        }
+    }
+}
+
 struct WriterThread {
+    checkpointer: Option<Checkpointer>,
     store: Store,
     rx: mpsc::Receiver<Job>,
     config: WriterConfig,
@@ -339,12 +396,18 @@ impl WriterThread {
             };
             let jobs = self.gather(first);
             done = self.process(jobs);
+            self.poll_checkpoint();
             if self.checkpoint_due() {
                 self.checkpoint();
             }
         }
         // Stopping: store what was queued before the channel closed.
         self.rx.close();
+        if let Some(mut c) = self.checkpointer.take()
+            && c.in_flight.take().is_some()
+        {
+            let _ = c.results.recv();
+        }
         let mut rest = Vec::new();
         while let Ok(job) = self.rx.try_recv() {
             rest.push(job);
@@ -364,9 +427,24 @@ impl WriterThread {
     /// is gone.
     fn next_job(&mut self) -> Option<Job> {
         loop {
-            let checkpoint_at = (self.since_checkpoint > 0)
-                .then(|| self.last_checkpoint + self.config.checkpoint_interval);
+            let idle_checkpoint = self.since_checkpoint > 0
+                && self
+                    .checkpointer
+                    .as_ref()
+                    .is_none_or(|c| c.in_flight.is_none());
+            let checkpoint_at =
+                idle_checkpoint.then(|| self.last_checkpoint + self.config.checkpoint_interval);
+            self.poll_checkpoint();
             let flush_at = self.store.dims_flush_due_at().map(Instant::from_std);
+            let poll_at = self
+                .checkpointer
+                .as_ref()
+                .and_then(|c| c.in_flight)
+                .map(|_| Instant::now() + CHECKPOINT_POLL);
+            let flush_at = match (flush_at, poll_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let deadline = match (checkpoint_at, flush_at) {
                 (None, None) => return self.runtime.block_on(self.rx.recv()),
                 (Some(at), None) | (None, Some(at)) => at,
@@ -381,6 +459,11 @@ impl WriterThread {
                 Err(_idle) if checkpoint_at.is_some_and(|at| at <= Instant::now()) => {
                     self.checkpoint();
                 }
+                Err(_idle)
+                    if self
+                        .store
+                        .dims_flush_due_at()
+                        .is_none_or(|at| Instant::from_std(at) > Instant::now()) => {}
                 Err(_idle) => {
                     if let Err(e) = self.store.flush_dims() {
                         // Retried at the next ingest, checkpoint or stop.
@@ -535,16 +618,60 @@ impl WriterThread {
         }
     }
 
+    /// Takes the background checkpoint's result, if it finished.
+    fn poll_checkpoint(&mut self) {
+        let Some(c) = self.checkpointer.as_mut() else {
+            return;
+        };
+        let Some(asked_at) = c.in_flight else {
+            return;
+        };
+        let (result, took) = match c.results.try_recv() {
+            Ok(done) => done,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                tracing::error!(
+                    "the checkpoint thread stopped; the writer checkpoints itself from now on"
+                );
+                self.checkpointer = None;
+                return;
+            }
+        };
+        c.in_flight = None;
+        match result {
+            Ok(()) => {
+                self.counters.durations.checkpoint.observe(took);
+                self.since_checkpoint = self.since_checkpoint.saturating_sub(asked_at);
+                Counters::add(&self.counters.checkpoints, 1);
+            }
+            Err(e) => {
+                Counters::add(&self.counters.checkpoint_errors, 1);
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+            }
+        }
+    }
+
     fn checkpoint_due(&self) -> bool {
-        self.since_checkpoint > 0
+        self.checkpointer
+            .as_ref()
+            .is_none_or(|c| c.in_flight.is_none())
+            && self.since_checkpoint > 0
             && (self.since_checkpoint >= self.config.checkpoint_every_batches
                 || self.last_checkpoint.elapsed() >= self.config.checkpoint_interval)
     }
 
+    /// Asks the checkpoint thread for a checkpoint, or checkpoints here
+    /// when there is none.
     fn checkpoint(&mut self) {
         // Failed or not, wait a full interval before the next attempt.
         let started = Instant::now();
         self.last_checkpoint = started;
+        if let Some(c) = self.checkpointer.as_mut()
+            && c.requests.send(()).is_ok()
+        {
+            c.in_flight = Some(self.since_checkpoint);
+            return;
+        }
         match self.store.checkpoint() {
             Ok(()) => {
                 self.counters
