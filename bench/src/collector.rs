@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use upid::wire::v1::IdleRequest;
+use upid::wire::v1::query_service_client::QueryServiceClient;
 
 use crate::collector_load::{AckedBatch, Compression, LoadConfig, Pace, Phase};
 use crate::collector_proc::{self, CollectorProcess, Scrape};
@@ -62,8 +64,9 @@ pub struct CollectorArgs {
     /// Max mode: unmeasured time first.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
-    /// Latency mode: measured time (after one second unmeasured).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Latency mode: measured time (after one second unmeasured); long
+    /// enough to hold the collector's periodic rollups (every minute).
+    #[arg(long, default_value = "150s", value_parser = humantime::parse_duration)]
     pub latency_duration: Duration,
     /// Latency mode: the rate, as a fraction of the max mode's.
     #[arg(long, default_value_t = 0.1)]
@@ -110,6 +113,11 @@ pub struct CollectorArgs {
     /// of deleting them; their directory is printed.
     #[arg(long)]
     pub keep: bool,
+    /// Append the collectors' stderr (their logs; set `UPID_LOG` to
+    /// choose what they log) to this file instead of a temporary one, to
+    /// line stalls up with what the collector did.
+    #[arg(long)]
+    pub collector_log: Option<PathBuf>,
     /// Print one JSON line on stdout (the human summary goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -228,6 +236,9 @@ pub struct LatencyReport {
     pub window_waits: u64,
     /// CPU and memory in the interval.
     pub usage: Usage,
+    /// How long the collector took, after the max mode, to roll up its
+    /// burst before this mode started.
+    pub catch_up: Duration,
 }
 
 /// Bytes per stored value of one store.
@@ -351,7 +362,12 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
 
     // Modes 1 and 2 on one collector.
     let store_path = work.path().join("run").join("upid.duckdb");
-    let mut collector = CollectorProcess::start(&collector_bin, &store_path, interrupt)?;
+    let mut collector = CollectorProcess::start(
+        &collector_bin,
+        &store_path,
+        args.collector_log.as_deref(),
+        interrupt,
+    )?;
     eprintln!(
         "upid-collector pid {} ready: grpc {} metrics {}",
         collector.pid(),
@@ -440,6 +456,15 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
     if target.is_nan() || target <= 0.0 {
         bail!("the latency mode's rate is {target} samples/s: nothing to measure");
     }
+    // The max mode leaves the collector about a minute of background work
+    // (rolling up its burst: hours of simulated samples of every agent);
+    // this mode measures the steady state at its rate, so it starts once
+    // that is done.
+    let catch_up = catch_up(&runtime, &collector)?;
+    eprintln!(
+        "latency: the collector rolled up the max mode's samples in {:.1} s",
+        catch_up.as_secs_f64()
+    );
     let per_agent_hz = target / (args.agents * args.containers) as f64;
     eprintln!(
         "latency: {target:.0} container samples/s ({per_agent_hz:.2} batches/s per agent) for {}",
@@ -465,6 +490,7 @@ pub fn run(args: &CollectorArgs, interrupt: &Interrupt) -> anyhow::Result<Collec
         latency: Latency::of(&acked_batches, lat_start, lat_end),
         window_waits: done.iter().map(|d| d.window_waits).sum(),
         usage,
+        catch_up,
     };
     eprintln!(
         "latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} batches",
@@ -643,7 +669,12 @@ fn storage(
 ) -> anyhow::Result<StorageReport> {
     let ticks = args.storage_ticks;
     let store_path = work.path().join("storage").join("upid.duckdb");
-    let mut collector = CollectorProcess::start(collector_bin, &store_path, interrupt)?;
+    let mut collector = CollectorProcess::start(
+        collector_bin,
+        &store_path,
+        args.collector_log.as_deref(),
+        interrupt,
+    )?;
     let config = LoadConfig {
         addr: collector.ready().grpc,
         window: args.window,
@@ -717,6 +748,25 @@ fn storage(
         ingest_wall,
         prometheus,
     })
+}
+
+/// Waits until the collector has rolled up every sample stored so far (an
+/// analysis call rolls up before it answers) and returns how long that
+/// took.
+fn catch_up(
+    runtime: &tokio::runtime::Runtime,
+    collector: &CollectorProcess,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let addr = collector.ready().grpc;
+    runtime
+        .block_on(async move {
+            let mut client = QueryServiceClient::connect(format!("http://{addr}")).await?;
+            client.list_idle(IdleRequest::default()).await?;
+            anyhow::Ok(())
+        })
+        .context("asking the collector to roll up (ListIdle)")?;
+    Ok(started.elapsed())
 }
 
 impl CollectorBenchReport {
@@ -922,6 +972,7 @@ impl CollectorBenchReport {
                 "latency": self.latency.latency.to_json(),
                 "window_waits": self.latency.window_waits,
                 "usage": self.latency.usage.to_json(),
+                "catch_up_s": self.latency.catch_up.as_secs_f64(),
             },
             "collector_hwm_bytes": self.collector_hwm_bytes,
             "rollups": {"count": self.rollups.0, "seconds": self.rollups.1},

@@ -155,8 +155,22 @@ pub struct CollectorProcess {
 impl CollectorProcess {
     /// Starts `binary serve` on `127.0.0.1:0` with its store at `store`
     /// and the rate limit out of the way, and waits for its ready line.
-    pub fn start(binary: &Path, store: &Path, interrupt: &Interrupt) -> anyhow::Result<Self> {
-        let log = tempfile::tempfile().context("creating a temporary log file")?;
+    /// Its stderr is appended to `log_path`, or to a temporary file.
+    pub fn start(
+        binary: &Path,
+        store: &Path,
+        log_path: Option<&Path>,
+        interrupt: &Interrupt,
+    ) -> anyhow::Result<Self> {
+        let log = match log_path {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(path)
+                .with_context(|| format!("opening the collector log {}", path.display()))?,
+            None => tempfile::tempfile().context("creating a temporary log file")?,
+        };
         let stderr = log.try_clone().context("duplicating the log file")?;
         let mut command = Command::new(binary);
         command
