@@ -1018,18 +1018,24 @@ mod tests {
         assert!(t.take(now + OOM_HOLD * 4).is_none(), "and nothing later");
     }
 
-    #[test]
-    fn a_die_that_beats_the_kernels_line_still_reads_oom_killed() {
+    /// A watched container whose runtime reported an exit 137 without an
+    /// OOM kill (Docker's die when it missed the kill), folded in before
+    /// any kernel line: the die is held.
+    fn held_137_die() -> (Tracker, Instant) {
         let (mut t, c) = watched_running();
         let now = Instant::now();
         t.take(now);
-        // Docker's die (it missed the kill) is folded in before the kernel
-        // log reader's line arrives.
         t.apply(upsert(exited_137(c, false)), 101 * S);
         assert!(
             t.take(now).is_none_or(|inv| inv.events.is_empty()),
             "the die waits"
         );
+        (t, now)
+    }
+
+    #[test]
+    fn a_die_that_beats_the_kernels_line_still_reads_oom_killed() {
+        let (mut t, now) = held_137_die();
         t.apply(kernel_oom(100 * S + 900_000_000), 101 * S);
         let inv = t.take(now).unwrap_or_default();
         assert_eq!(kinds(&inv), vec![EventKind::Oom, EventKind::Die]);
@@ -1040,14 +1046,7 @@ mod tests {
 
     #[test]
     fn an_exit_137_the_kernel_never_reports_goes_out_after_the_hold() {
-        let (mut t, c) = watched_running();
-        let now = Instant::now();
-        t.take(now);
-        t.apply(upsert(exited_137(c, false)), 101 * S);
-        assert!(
-            t.take(now).is_none_or(|inv| inv.events.is_empty()),
-            "the die waits"
-        );
+        let (mut t, _) = held_137_die();
         let inv = t.take(Instant::now() + OOM_HOLD).unwrap_or_default();
         assert_eq!(kinds(&inv), vec![EventKind::Die]);
         assert_eq!(inv.events[0].detail, "exit 137");
