@@ -1615,15 +1615,21 @@ fn a_version_3_store_with_usage_opens_as_version_4_with_its_summary_built() {
 /// name of the thread that opened the store), so `top -H` and `perf` tell
 /// them from the collector's threads. nextest runs each test in a process
 /// of its own, so the threads listed are this store's.
+/// The names of this process's threads (at most 15 bytes each, as Linux
+/// keeps them).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
 #[test]
 fn duckdb_threads_are_named_upid_duckdb() {
     let dir = TempDir::new();
     let store = Store::open(dir.path("upid.duckdb")).expect("open");
-    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect();
+    let names = thread_names();
     assert!(
         names
             .iter()
@@ -1863,6 +1869,15 @@ async fn checkpoints_beside_ingest_lose_and_hold_back_nothing() {
     assert!(stats.checkpoints >= 2, "{stats:?}");
     assert_eq!(stats.checkpoint_errors, 0, "{stats:?}");
     assert_eq!(writer.durations().checkpoint.count(), stats.checkpoints);
+    // Named by the thread itself once it runs: looked at after the
+    // checkpoints it ran.
+    let threads = thread_names();
+    assert!(
+        threads
+            .iter()
+            .any(|n| n == upid_collector::store::CHECKPOINT_THREAD_NAME),
+        "no checkpoint thread beside the writer: {threads:?}"
+    );
     writer.shutdown().await.expect("shutdown");
     drop(reader);
     let wal = PathBuf::from(format!("{}.wal", path.display()));

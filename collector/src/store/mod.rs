@@ -60,8 +60,8 @@ pub use usage_summary::{
     DEFAULT_CPU_HALF_LIFE_S, HOUR_NS, MIN_CPU_HALF_LIFE_S, SummaryRepair, SummaryState,
 };
 pub use writer::{
-    DEFAULT_DIMS_FLUSH_INTERVAL, PendingBatch, Writer, WriterConfig, WriterError, WriterHandle,
-    WriterStats,
+    CHECKPOINT_THREAD_NAME, DEFAULT_DIMS_FLUSH_INTERVAL, PendingBatch, Writer, WriterConfig,
+    WriterError, WriterHandle, WriterStats,
 };
 
 /// What went wrong opening or writing the store. Every variant names what
@@ -255,9 +255,9 @@ impl BackgroundCheckpoint {
     /// UPDATEs meanwhile; a checkpoint refused because one was under way
     /// is retried for up to a second.
     pub fn run(&self) -> Result<(), StoreError> {
-        self.hold.store(true, Ordering::SeqCst);
+        let _held = HoldWhileCheckpointing::new(&self.hold);
         let started = Instant::now();
-        let result = loop {
+        loop {
             match self.conn.execute_batch("CHECKPOINT") {
                 Err(e)
                     if started.elapsed() < CHECKPOINT_RETRY_FOR
@@ -267,9 +267,24 @@ impl BackgroundCheckpoint {
                 }
                 other => break other.map_err(StoreError::Checkpoint),
             }
-        };
-        self.hold.store(false, Ordering::SeqCst);
-        result
+        }
+    }
+}
+
+/// Holds the write-behind back until dropped, so a checkpoint that fails
+/// or panics never leaves it held for good.
+struct HoldWhileCheckpointing<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> HoldWhileCheckpointing<'a> {
+    fn new(hold: &'a std::sync::atomic::AtomicBool) -> Self {
+        hold.store(true, Ordering::SeqCst);
+        HoldWhileCheckpointing(hold)
+    }
+}
+
+impl Drop for HoldWhileCheckpointing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

@@ -328,6 +328,10 @@ impl PendingBatch {
     }
 }
 
+/// Name of the thread that runs the writer's checkpoints (15 bytes: the
+/// most Linux keeps, so `top -H` shows all of it).
+pub const CHECKPOINT_THREAD_NAME: &str = "upid-checkpoint";
+
 /// How often an idle writer looks whether its checkpoint thread finished.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(20);
 
@@ -350,7 +354,7 @@ impl Checkpointer {
         let (requests, todo) = std::sync::mpsc::channel::<()>();
         let (done, results) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
-            .name("upid-store-checkpoint".into())
+            .name(CHECKPOINT_THREAD_NAME.into())
             .spawn(move || {
                 for () in todo.iter() {
                     let started = std::time::Instant::now();
@@ -427,6 +431,7 @@ impl WriterThread {
     /// is gone.
     fn next_job(&mut self) -> Option<Job> {
         loop {
+            self.poll_checkpoint();
             let idle_checkpoint = self.since_checkpoint > 0
                 && self
                     .checkpointer
@@ -434,7 +439,6 @@ impl WriterThread {
                     .is_none_or(|c| c.in_flight.is_none());
             let checkpoint_at =
                 idle_checkpoint.then(|| self.last_checkpoint + self.config.checkpoint_interval);
-            self.poll_checkpoint();
             let flush_at = self.store.dims_flush_due_at().map(Instant::from_std);
             let poll_at = self
                 .checkpointer
